@@ -1,0 +1,1 @@
+"""One module per plugin: its options, its Nagios objects and main()."""

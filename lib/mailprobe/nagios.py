@@ -1,0 +1,199 @@
+"""Shared plugin glue on nagiosplugin: options, the time budget, output and exit codes.
+
+Every plugin's ``main()`` hands :func:`run` a parser and a function that builds a
+:class:`nagiosplugin.Check`. :func:`run` guarantees the Monitoring Plugins contract:
+
+* one status line ``NAME STATE - summary | perfdata``, then long output;
+* exit 0/1/2/3; bad options are UNKNOWN (exit 3) with one line, not argparse's exit 2;
+* the whole check lives inside ``-t``: probes get a :class:`Deadline` a little shorter than
+  ``-t`` so they can report what they found, and a SIGALRM backstop ends anything left;
+* no traceback on stdout: an unexpected error is one UNKNOWN line (the traceback goes to
+  stderr with ``-vvv``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+import nagiosplugin
+
+from mailprobe import __version__
+from mailprobe.deadline import BudgetExhausted, Deadline
+from mailprobe.dns import DNSFailure, Nameserver
+
+OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
+STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
+# Seconds kept back from -t for turning findings into output before the backstop fires.
+REPORT_MARGIN = 0.4
+
+
+class UsageError(Exception):
+    """A bad option: reported as UNKNOWN with one line."""
+
+
+class PluginArgumentParser(argparse.ArgumentParser):
+    """argparse that reports bad options as an exception instead of exit 2 + usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def nagios_range(text: str) -> nagiosplugin.Range:
+    """argparse type for ``-w``/``-c``: Nagios range syntax (``10``, ``10:``, ``~:10``, ``@1:5``)."""
+    try:
+        return nagiosplugin.Range(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"invalid range {text!r}: {exc}") from exc
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600 or math.isnan(value):
+        raise argparse.ArgumentTypeError(f"invalid seconds {text!r}: give a number from 0 to 3600")
+    return value
+
+
+def port_number(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}: give a number from 1 to 65535")
+    return int(text)
+
+
+def nameserver(text: str) -> Nameserver:
+    try:
+        return Nameserver.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def make_parser(name: str, description: str, *, default_timeout: float,
+                default_port: int | None = 25) -> PluginArgumentParser:
+    """A parser with the options every plugin shares (DESIGN.md, plugin conventions)."""
+    parser = PluginArgumentParser(
+        prog=name, description=description, add_help=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    common = parser.add_argument_group("common options")
+    common.add_argument("-h", "--help", action="help", help="show this help and exit")
+    common.add_argument("-V", "--version", action="version",
+                        version=f"{name} (mailprobe) {__version__}")
+    common.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more detail; -vvv adds the SMTP/DNS transcript")
+    common.add_argument("-t", "--timeout", type=positive_seconds, default=default_timeout,
+                        metavar="SECONDS",
+                        help=f"time budget for the whole check (default {default_timeout:g})")
+    common.add_argument("--nameserver", type=nameserver, action="append", metavar="HOST[:PORT]",
+                        help="resolver to ask for every DNS look-up (default: the system's)")
+    if default_port is not None:
+        common.add_argument("-p", "--port", type=port_number, default=default_port,
+                            help=f"SMTP port (default {default_port})")
+        common.add_argument("--source-address", metavar="ADDRESS",
+                            help="local address to speak from (the probe's vantage point)")
+        family = common.add_mutually_exclusive_group()
+        family.add_argument("-4", dest="ipv4", action="store_true", help="use IPv4 only")
+        family.add_argument("-6", dest="ipv6", action="store_true", help="use IPv6 only")
+    return parser
+
+
+def screen(text: str) -> str:
+    """Keep plugin output parseable: no '|' (perfdata separator) and no line breaks."""
+    return text.replace("|", "!").replace("\n", " ").replace("\r", " ")
+
+
+def render(name: str, check: nagiosplugin.Check) -> tuple[str, int]:
+    """The plugin's stdout and exit code for an evaluated check."""
+    state = check.state
+    summary = screen(check.summary_str.strip())
+    status = f"{name} {str(state).upper()}" + (f" - {summary}" if summary else "")
+    perfdata = " ".join(p for p in check.perfdata if p)
+    if perfdata:
+        status += f" | {perfdata}"
+    long_output = check.verbose_str
+    if isinstance(long_output, str):
+        long_output = [long_output] if long_output else []
+    lines = [status] + [line.replace("|", "!") for line in long_output]
+    return "\n".join(lines) + "\n", check.exitcode
+
+
+def fail(name: str, state: int, message: str, details: Sequence[str] = ()) -> NoReturn:
+    """Print one status line (and optional long output) and exit with ``state``."""
+    out = [f"{name} {STATE_NAMES[state]} - {screen(message)}"]
+    out.extend(line.replace("|", "!") for line in details)
+    sys.stdout.write("\n".join(out) + "\n")
+    sys.stdout.flush()
+    sys.exit(state)
+
+
+class _Backstop(BaseException):
+    """Raised by SIGALRM when the check overruns ``-t`` despite the deadline."""
+
+
+def run(
+    name: str,
+    parser: PluginArgumentParser,
+    build: Callable[[argparse.Namespace, Deadline], nagiosplugin.Check],
+    argv: Sequence[str] | None = None,
+) -> NoReturn:
+    """Parse options, build and run the check within ``-t``, print, exit."""
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        fail(name, UNKNOWN, f"bad option: {exc} (see --help)")
+    verbose = min(args.verbose, 3)
+    args.verbose = verbose
+    budget = args.timeout
+    deadline = Deadline(max(budget - REPORT_MARGIN, budget * 0.8))
+
+    def on_alarm(signum: int, frame: object) -> None:
+        raise _Backstop()
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, budget + 0.3)
+    try:
+        check = build(args, deadline)
+        check()
+        output, code = render(name, check)
+    except _Backstop:
+        fail(name, UNKNOWN, f"check did not finish within -t {budget:g}s")
+    except BudgetExhausted as exc:
+        fail(name, UNKNOWN, f"timed out after {budget:g}s while {exc.stage}")
+    except DNSFailure as exc:
+        fail(name, UNKNOWN, str(exc))
+    except UsageError as exc:
+        fail(name, UNKNOWN, f"bad option: {exc}")
+    except Exception as exc:  # the contract: never a traceback on stdout
+        if verbose >= 3:
+            traceback.print_exc(file=sys.stderr)
+        fail(name, UNKNOWN, f"internal error: {type(exc).__name__}: {exc} (-vvv for details)")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    sys.stdout.write(output)
+    sys.stdout.flush()
+    sys.exit(code)
+
+
+class FindingsSummary(nagiosplugin.Summary):
+    """A summary built from plain strings the check prepared (status text + long output)."""
+
+    def __init__(self, ok: str, problem: str, long_output: Sequence[str]) -> None:
+        self._ok = ok
+        self._problem = problem
+        self._long = list(long_output)
+
+    def ok(self, results: nagiosplugin.Results) -> str:
+        return self._ok
+
+    def problem(self, results: nagiosplugin.Results) -> str:
+        return self._problem
+
+    def verbose(self, results: nagiosplugin.Results) -> list[str]:
+        return self._long
