@@ -45,7 +45,7 @@ class PluginArgumentParser(argparse.ArgumentParser):
 
 
 def nagios_range(text: str) -> nagiosplugin.Range:
-    """argparse type for ``-w``/``-c``: Nagios range syntax (``10``, ``10:``, ``~:10``, ``@1:5``)."""
+    """argparse type for ``-w``/``-c``: Nagios ranges (``10``, ``10:``, ``~:10``, ``@1:5``)."""
     try:
         return nagiosplugin.Range(text)
     except ValueError as exc:
@@ -197,3 +197,71 @@ class FindingsSummary(nagiosplugin.Summary):
 
     def verbose(self, results: nagiosplugin.Results) -> list[str]:
         return self._long
+
+
+class Finding:
+    """A verdict the probe analysis already made: a state and the words for it."""
+
+    __slots__ = ("state", "text")
+
+    def __init__(self, state: int, text: str) -> None:
+        self.state = state
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+_STATES = {OK: nagiosplugin.Ok, WARNING: nagiosplugin.Warn,
+           CRITICAL: nagiosplugin.Critical, UNKNOWN: nagiosplugin.Unknown}
+
+
+class FindingContext(nagiosplugin.Context):
+    """Evaluates a Metric whose value is a :class:`Finding` (no perfdata)."""
+
+    def __init__(self, name: str = "finding") -> None:
+        super().__init__(name)
+
+    def evaluate(self, metric: nagiosplugin.Metric, resource: object) -> nagiosplugin.Result:
+        finding: Finding = metric.value
+        return nagiosplugin.Result(_STATES[finding.state], finding.text, metric)
+
+
+def finding_metric(name: str, state: int, text: str) -> nagiosplugin.Metric:
+    return nagiosplugin.Metric(name, Finding(state, text), context="finding")
+
+
+class ProblemSummary(nagiosplugin.Summary):
+    """OK: a prepared sentence. Otherwise: the hints of the non-OK results, worst first."""
+
+    def __init__(self, ok_text: str, long_output: Sequence[str] = ()) -> None:
+        self.ok_text = ok_text
+        self.long_output = list(long_output)
+
+    def ok(self, results: nagiosplugin.Results) -> str:
+        return self.ok_text
+
+    def problem(self, results: nagiosplugin.Results) -> str:
+        bad = [r for r in results if r.state != nagiosplugin.Ok and (r.hint or str(r))]
+        bad.sort(key=lambda r: -int(r.state))
+        texts = (r.hint or str(r) for r in bad)
+        return "; ".join(dict.fromkeys(texts)) or str(results.first_significant)
+
+    def verbose(self, results: nagiosplugin.Results) -> list[str]:
+        return self.long_output
+
+
+class ThresholdContext(nagiosplugin.ScalarContext):
+    """A ScalarContext (ranges, perfdata) whose non-OK results say ``describe(metric)``."""
+
+    def __init__(self, name: str, warning: nagiosplugin.Range | str | None = None,
+                 critical: nagiosplugin.Range | str | None = None,
+                 describe: Callable[[nagiosplugin.Metric], str] | None = None) -> None:
+        super().__init__(name, warning, critical)
+        self.describe = describe
+
+    def evaluate(self, metric: nagiosplugin.Metric, resource: object) -> nagiosplugin.Result:
+        result = super().evaluate(metric, resource)
+        if result.state == nagiosplugin.Ok or self.describe is None:
+            return result
+        return nagiosplugin.Result(result.state, self.describe(metric), metric)

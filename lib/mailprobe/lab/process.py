@@ -64,7 +64,7 @@ def wait_for_dns(host: str, port: int, qname: str, timeout: float = 10.0) -> Non
         try:
             dns.query.udp(dns.message.make_query(qname, "SOA"), host, port=port, timeout=0.3)
             return
-        except Exception as exc:  # noqa: BLE001  (any failure means "not yet")
+        except Exception as exc:  # any failure means "not yet"
             last = exc
             time.sleep(0.05)
     raise LabError(f"no DNS answer from {host}:{port} within {timeout:g}s ({last})")

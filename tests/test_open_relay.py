@@ -1,0 +1,172 @@
+"""check_open_relay against real MTAs (Postfix, Exim) on loopback, probed from 127.0.0.2."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from mailprobe.relay.catalogue import CATALOGUE
+from tests.conftest import PluginRun, run_plugin
+
+pytestmark = pytest.mark.integration
+
+OUTSIDE = "127.0.0.2"  # outside every lab instance's mynetworks (127.0.0.1/32)
+ALL = len(CATALOGUE)
+
+
+def relay(server, *extra: str, source: str = OUTSIDE) -> PluginRun:
+    return run_plugin("check_open_relay", "-H", server.host, "-p", str(server.port),
+                      "--source-address", source, "--mail-domain", "relaylab.test", *extra)
+
+
+def relayed_ids(run: PluginRun) -> set[str]:
+    return {m.group(1) for line in run.long_output
+            if (m := re.match(r"\[RELAYED\] ([a-z0-9-]+):", line))}
+
+
+def test_open_postfix_is_critical_and_every_form_relays(postfix_open) -> None:
+    run = relay(postfix_open)
+    assert run.returncode == 2, run.stdout
+    assert run.summary.startswith(
+        f"OPEN_RELAY CRITICAL - {ALL} of {ALL} relay attempts accepted (plain, sender-null,")
+    assert run.perf_value("relayed") == ALL
+    assert run.perf_value("attempts") == ALL
+    assert run.perf_value("tempfailed") == 0
+    assert run.perfdata["relayed"].split(";")[2] == "0"  # the default -c 0
+    assert run.perfdata["time"].split(";")[0].endswith("s")
+    assert relayed_ids(run) == {a.id for a in CATALOGUE}
+    assert any(line.startswith("[ACCEPTED] control: ") for line in run.long_output)
+
+
+def test_closed_postfix_from_outside_is_ok(postfix_closed) -> None:
+    run = relay(postfix_closed)
+    assert run.returncode == 0, run.stdout
+    assert run.summary == (f"OPEN_RELAY OK - 0 of {ALL} relay attempts accepted; control "
+                           "RCPT TO:<postmaster@relaylab.test> accepted")
+    assert run.perf_value("relayed") == 0
+    assert relayed_ids(run) == set()
+    refused = [line for line in run.long_output if line.startswith(("[REFUSED]",
+                                                                    "[SENDER REFUSED]"))]
+    assert len(refused) == ALL
+
+
+def test_closed_postfix_from_its_own_network_looks_open(postfix_closed) -> None:
+    """The vantage point matters: from inside mynetworks relaying is allowed by policy."""
+    run = relay(postfix_closed, source="127.0.0.1")
+    assert run.returncode == 2, run.stdout
+    assert "plain" in relayed_ids(run)
+
+
+def test_relaying_on_the_sender_address_is_caught(postfix_sender_trust) -> None:
+    run = relay(postfix_sender_trust)
+    assert run.returncode == 2, run.stdout
+    assert relayed_ids(run) == {"sender-own-domain"}
+    assert run.summary.startswith(
+        f"OPEN_RELAY CRITICAL - 1 of {ALL} relay attempts accepted (sender-own-domain)")
+
+
+def test_exim_open_relay_is_critical(exim_open) -> None:
+    run = relay(exim_open)
+    assert run.returncode == 2, run.stdout
+    assert run.perf_value("relayed") >= ALL - 5
+    assert "plain" in relayed_ids(run)
+
+
+def test_server_rejecting_everything_is_inconclusive(postfix_reject_all) -> None:
+    run = relay(postfix_reject_all)
+    assert run.returncode == 3, run.stdout
+    assert run.summary.startswith("OPEN_RELAY UNKNOWN - inconclusive: control "
+                                  "RCPT TO:<postmaster@relaylab.test> not accepted (5")
+
+
+def test_temporary_relay_refusals_are_a_warning(postfix_defer) -> None:
+    run = relay(postfix_defer)
+    assert run.returncode == 1, run.stdout
+    assert run.summary.startswith(f"OPEN_RELAY WARNING - {ALL} of {ALL} relay attempts answered "
+                                  "4xx (a temporary refusal is not a proper relay refusal)")
+    assert run.perf_value("tempfailed") == ALL
+    assert run.perf_value("relayed") == 0
+
+
+def test_server_deferring_everything_is_a_warning(postfix_factory) -> None:
+    server = postfix_factory("deferall", {"smtpd_relay_restrictions": "defer"})
+    run = relay(server, "--tests", "plain,percent-hack-domain")
+    assert run.returncode == 1, run.stdout
+    assert "defers even RCPT TO:<postmaster@relaylab.test>" in run.summary
+
+
+def test_connection_refused_is_critical() -> None:
+    from mailprobe.lab.process import free_port
+
+    port = free_port()
+    run = run_plugin("check_open_relay", "-H", "127.0.0.1", "-p", str(port),
+                     "--mail-domain", "relaylab.test")
+    assert run.returncode == 2
+    assert run.summary.startswith(f"OPEN_RELAY CRITICAL - mail service down: cannot connect to "
+                                  f"127.0.0.1:{port}: Connection refused")
+
+
+def test_thresholds_apply_to_the_relayed_count(postfix_open) -> None:
+    run = relay(postfix_open, "-w", "1", "-c", "100")
+    assert run.returncode == 1, run.stdout
+    assert run.perfdata["relayed"].split(";")[1:3] == ["1", "100"]
+
+
+def test_selection_and_transcript(postfix_open) -> None:
+    run = relay(postfix_open, "--tests", "plain,bang-path,no-greeting", "-vvv")
+    assert run.returncode == 2
+    assert run.perf_value("attempts") == 3
+    assert relayed_ids(run) == {"plain", "bang-path", "no-greeting"}
+    transcript = "\n".join(run.long_output)
+    assert "-> RCPT TO:<example.net!relaytest>" in transcript
+    assert "<- 220 mx.relaylab.test" in transcript
+    assert re.search(r"cost: \d+ connections, \d+ SMTP round trips", transcript)
+
+
+def test_skip_and_guessed_mail_domain(postfix_closed) -> None:
+    run = run_plugin("check_open_relay", "-H", postfix_closed.host, "-p",
+                     str(postfix_closed.port), "--source-address", OUTSIDE, "--skip", "plain")
+    assert run.returncode == 0, run.stdout
+    assert run.perf_value("attempts") == ALL - 1
+    assert run.long_output[0].startswith("mail domain relaylab.test (guessed from the banner")
+
+
+def test_data_depth_stops_at_354_and_delivers_nothing(postfix_open) -> None:
+    run = relay(postfix_open, "--depth", "data", "--tests", "plain,percent-hack-domain", "-vvv")
+    assert run.returncode == 2, run.stdout
+    assert relayed_ids(run) == {"plain", "percent-hack-domain"}
+    transcript = run.long_output
+    assert any("-> DATA" in line for line in transcript)
+    assert any("<- 354" in line for line in transcript)
+    assert any("dropping the connection at 354" in line for line in transcript)
+    assert not any(line.rstrip().endswith("-> .") for line in transcript)
+    assert "status=sent" not in postfix_open.maillog()
+
+
+def test_ipv6(postfix_ipv6) -> None:
+    run = run_plugin("check_open_relay", "-H", "::1", "-p", str(postfix_ipv6.port), "-6",
+                     "--mail-domain", "relaylab.test", "--tests", "plain,percent-hack-ip")
+    assert run.returncode == 0, run.stdout
+    assert "RCPT TO:<relaytest%example.net@[IPv6:::1]>" in run.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--tests", "nope"], "unknown test id nope"),
+    (["-w", "x:y:z"], "invalid range"),
+    (["-p", "70000"], "invalid port"),
+    (["--external-domain", "bad domain"], "is not a domain name"),
+    (["-t", "-1"], "invalid seconds"),
+])
+def test_bad_options_are_unknown_with_one_line(args: list[str], message: str) -> None:
+    run = run_plugin("check_open_relay", "-H", "127.0.0.1", *args)
+    assert run.returncode == 3
+    assert run.stdout.count("\n") == 1
+    assert run.status_line.startswith("OPEN_RELAY UNKNOWN - bad option: ")
+    assert message in run.status_line
+
+
+def test_list_tests_prints_the_catalogue() -> None:
+    run = run_plugin("check_open_relay", "--list-tests")
+    assert run.returncode == 0
+    assert len(run.stdout.splitlines()) == ALL + 2  # header + control + attempts

@@ -1,0 +1,141 @@
+"""Unit tests for the relay catalogue, its address builder and the verdict rules."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mailprobe.relay.catalogue import (
+    CATALOGUE,
+    CONTROL,
+    AddressError,
+    Greeting,
+    Targets,
+    check_domain,
+    check_local_part,
+    select,
+)
+from mailprobe.relay.verdict import AttemptResult, Outcome, Tally, classify, classify_data
+from mailprobe.smtp import Reply
+
+TARGETS = Targets(ext="example.net", user="relaytest", dom="relaylab.test", ip="[127.0.0.1]")
+
+
+def test_catalogue_is_large_unique_and_covers_the_issue_forms() -> None:
+    ids = [a.id for a in CATALOGUE]
+    assert len(ids) >= 30
+    assert len(set(ids)) == len(ids)
+    rcpts = {a.rcpt_command(TARGETS) for a in CATALOGUE}
+    for form in [
+        "RCPT TO:<relaytest%example.net@relaylab.test>",
+        "RCPT TO:<relaytest%example.net@[127.0.0.1]>",
+        'RCPT TO:<"relaytest@example.net">',
+        'RCPT TO:<"relaytest@example.net"@relaylab.test>',
+        'RCPT TO:<"relaytest%example.net"@relaylab.test>',
+        "RCPT TO:<relaytest@example.net@relaylab.test>",
+        "RCPT TO:<relaytest@example.net@[127.0.0.1]>",
+        "RCPT TO:<@relaylab.test:relaytest@example.net>",
+        "RCPT TO:<@[127.0.0.1]:relaytest@example.net>",
+        "RCPT TO:<example.net!relaytest>",
+        "RCPT TO:<example.net!relaytest@relaylab.test>",
+        "RCPT TO:<example.net!relaytest@[127.0.0.1]>",
+        "RCPT TO:<relaytest@[192.0.2.25]>",
+        "RCPT TO:<relaytest@example.net.>",
+        "RCPT TO:<RELAYTEST@EXAMPLE.NET>",
+        "RCPT TO:relaytest@example.net",
+    ]:
+        assert form in rcpts, form
+    senders = {a.mail_command(TARGETS) for a in CATALOGUE}
+    for form in ["MAIL FROM:<>", "MAIL FROM:<relaytest@example.net>",
+                 "MAIL FROM:<postmaster@relaylab.test>", "MAIL FROM:<postmaster@[127.0.0.1]>",
+                 "MAIL FROM:<postmaster@localhost>", "MAIL FROM:<postmaster>"]:
+        assert form in senders, form
+    greetings = {a.greeting for a in CATALOGUE}
+    assert {Greeting.NONE, Greeting.SERVER_NAME, Greeting.LOCALHOST, Greeting.HELO} <= greetings
+
+
+def test_control_goes_to_the_local_postmaster() -> None:
+    assert CONTROL.rcpt_command(TARGETS) == "RCPT TO:<postmaster@relaylab.test>"
+
+
+def test_ipv6_literal_is_rfc5321_form() -> None:
+    targets = Targets(ext="example.net", user="u", dom="d.test", ip="[IPv6:::1]")
+    assert select(["percent-hack-ip"])[0].rcpt_command(targets) == "RCPT TO:<u%example.net@[IPv6:::1]>"
+
+
+def test_select_keeps_catalogue_order_and_names_unknown_ids() -> None:
+    assert [a.id for a in select(["bang-path", "plain"])] == ["plain", "bang-path"]
+    assert "plain" not in [a.id for a in select(skip=["plain"])]
+    with pytest.raises(KeyError, match="nope"):
+        select(["plain", "nope"])
+
+
+@pytest.mark.parametrize("bad", ["exa mple.net", "a\r\nRCPT TO:<x@y>", "", "-x.net", "a..b"])
+def test_domains_that_could_inject_commands_are_refused(bad: str) -> None:
+    with pytest.raises(AddressError):
+        check_domain(bad, "--external-domain")
+
+
+def test_local_parts() -> None:
+    assert check_local_part("relay.test+1", "user") == "relay.test+1"
+    with pytest.raises(AddressError):
+        check_local_part("a b", "user")
+
+
+@given(st.text(max_size=80))
+def test_address_checks_raise_only_their_own_error(text: str) -> None:
+    for check in (check_domain, check_local_part):
+        try:
+            value = check(text, "x")
+        except AddressError:
+            continue
+        assert "\r" not in value and "\n" not in value and " " not in value and ">" not in value
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40))
+def test_template_filling_is_byte_for_byte(user_part: str) -> None:
+    template = "<" + user_part.replace("{", "").replace("}", "") + "%{ext}@{dom}>"
+    filled = TARGETS.fill(template)
+    assert filled.endswith("%example.net@relaylab.test>")
+
+
+OK250 = Reply(250, ("2.1.0 Ok",))
+
+
+@pytest.mark.parametrize(("mail", "rcpt", "expected"), [
+    (OK250, Reply(250), Outcome.RELAYED),
+    (OK250, Reply(251), Outcome.RELAYED),
+    (OK250, Reply(554, ("5.7.1 Relay access denied",)), Outcome.REFUSED),
+    (OK250, Reply(550), Outcome.REFUSED),
+    (OK250, Reply(454, ("4.7.1 Relay access denied",)), Outcome.TEMPFAILED),
+    (OK250, Reply(450), Outcome.TEMPFAILED),
+    (Reply(553), None, Outcome.SENDER_REFUSED),
+    (Reply(451), None, Outcome.TEMPFAILED),
+    (OK250, Reply(354), Outcome.ERROR),
+    (OK250, None, Outcome.ERROR),
+    (None, None, Outcome.ERROR),
+])
+def test_classify(mail: Reply | None, rcpt: Reply | None, expected: Outcome) -> None:
+    assert classify(mail, rcpt)[0] is expected
+
+
+def test_temporary_refusal_says_why_it_is_not_a_pass() -> None:
+    assert "not a proper relay refusal" in classify(OK250, Reply(454))[1]
+
+
+def test_data_depth() -> None:
+    assert classify_data(Reply(354))[0] is Outcome.RELAYED
+    assert classify_data(Reply(554))[0] is Outcome.REFUSED_AT_DATA
+    assert classify_data(Reply(451))[0] is Outcome.REFUSED_AT_DATA
+
+
+def test_tally_counts_each_outcome_once() -> None:
+    attempt = CATALOGUE[0]
+    results = [AttemptResult(attempt, outcome) for outcome in
+               [Outcome.RELAYED, Outcome.REFUSED, Outcome.SENDER_REFUSED, Outcome.TEMPFAILED,
+                Outcome.TIMEOUT, Outcome.ERROR, Outcome.NOT_RUN, Outcome.REFUSED_AT_DATA]]
+    tally = Tally.of(results)
+    assert (tally.attempts, tally.relayed, tally.tempfailed, tally.refused, tally.timeouts,
+            tally.errors, tally.not_run) == (8, 1, 1, 3, 1, 1, 1)
+    assert tally.completed == 6
