@@ -61,7 +61,8 @@ def test_control_goes_to_the_local_postmaster() -> None:
 
 def test_ipv6_literal_is_rfc5321_form() -> None:
     targets = Targets(ext="example.net", user="u", dom="d.test", ip="[IPv6:::1]")
-    assert select(["percent-hack-ip"])[0].rcpt_command(targets) == "RCPT TO:<u%example.net@[IPv6:::1]>"
+    attempt = select(["percent-hack-ip"])[0]
+    assert attempt.rcpt_command(targets) == "RCPT TO:<u%example.net@[IPv6:::1]>"
 
 
 def test_select_keeps_catalogue_order_and_names_unknown_ids() -> None:

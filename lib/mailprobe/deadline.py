@@ -9,7 +9,7 @@ class BudgetExhausted(Exception):
     """The check's time budget ran out while doing ``stage``."""
 
     def __init__(self, stage: str, budget: float) -> None:
-        super().__init__(f"timed out after {budget:g}s while {stage}")
+        super().__init__(f"the {budget:g}s time budget ran out while {stage}")
         self.stage = stage
         self.budget = budget
 
@@ -17,10 +17,11 @@ class BudgetExhausted(Exception):
 class Deadline:
     """A point in monotonic time by which the whole check must be done."""
 
-    def __init__(self, seconds: float) -> None:
-        self.budget = float(seconds)
+    def __init__(self, seconds: float, announced: float | None = None) -> None:
+        """``announced`` is the budget as the user gave it (``-t``), for messages."""
+        self.budget = float(announced if announced is not None else seconds)
         self.started = time.monotonic()
-        self.expires = self.started + self.budget
+        self.expires = self.started + float(seconds)
 
     def remaining(self) -> float:
         """Seconds left, never negative."""

@@ -151,7 +151,7 @@ def run(
     verbose = min(args.verbose, 3)
     args.verbose = verbose
     budget = args.timeout
-    deadline = Deadline(max(budget - REPORT_MARGIN, budget * 0.8))
+    deadline = Deadline(max(budget - REPORT_MARGIN, budget * 0.8), announced=budget)
 
     def on_alarm(signum: int, frame: object) -> None:
         raise _Backstop()
@@ -165,7 +165,7 @@ def run(
     except _Backstop:
         fail(name, UNKNOWN, f"check did not finish within -t {budget:g}s")
     except BudgetExhausted as exc:
-        fail(name, UNKNOWN, f"timed out after {budget:g}s while {exc.stage}")
+        fail(name, UNKNOWN, str(exc))
     except DNSFailure as exc:
         fail(name, UNKNOWN, str(exc))
     except UsageError as exc:

@@ -214,6 +214,9 @@ class RelayCheck(nagiosplugin.Resource):
         self.relayed_ids = relayed_ids
         self.ok_text = (f"0 of {tally.attempts} relay attempts accepted; control "
                         f"{control.rcpt_command if control else ''} accepted")
+        if tally.timeouts:
+            self.ok_text += (f"; {tally.timeouts} attempt(s) timed out after "
+                             f"{options.command_timeout:g}s (counted as refused)")
         self._long(report, options, tally)
         return metrics
 

@@ -119,7 +119,8 @@ class RelayRunner:
         except ConnectError as exc:
             raise ServiceDown(str(exc)) from exc
         except SMTPTimeout as exc:
-            raise ServiceDown(f"no banner from {self._where()}: {exc}") from exc
+            waited = self.deadline.elapsed()
+            raise ServiceDown(f"no banner from {self._where()} within {waited:.1f}s") from exc
         except (Disconnected, ProtocolError) as exc:
             raise ServiceDown(f"no usable banner from {self._where()}: {exc}") from exc
         finally:
@@ -212,6 +213,8 @@ class RelayRunner:
                     return self._result(attempt, Outcome.ERROR, detail=str(exc))
             except SMTPTimeout as exc:
                 self._forget_session()
+                if self.deadline.remaining() < 0.05:  # the check's budget, not this command
+                    raise BudgetExhausted(exc.stage, self.deadline.budget) from exc
                 return self._result(attempt, Outcome.TIMEOUT, detail=str(exc))
         raise AssertionError("unreachable")
 
@@ -230,6 +233,10 @@ class RelayRunner:
         else:
             mail_reply = [session.command(line) for line in lines][-1]
             rcpt_reply = session.command(rcpt) if mail_reply.positive else None
+        closing = next((r for r in (mail_reply, rcpt_reply) if r and r.code == 421), None)
+        if closing is not None:  # "service closing": the attempt was not judged, retry it
+            self._forget_session()
+            raise Disconnected(f"the server closed the session: {closing}", "relay attempt")
         self.in_transaction = mail_reply.positive
         self.session_errors += sum(1 for r in (mail_reply, rcpt_reply) if r and r.code >= 400)
         outcome, detail = classify(mail_reply, rcpt_reply)

@@ -49,15 +49,17 @@ class AttemptResult:
 
     def describe(self) -> str:
         """One long-output line: outcome, id, what was sent, the reply."""
-        reply = self.deciding_reply
-        said = f" -> {reply}" if reply else ""
-        if self.detail:
-            said += f" ({self.detail})"
-        sent = f"{self.mail_command} / {self.rcpt_command}" if self.rcpt_command else ""
         label = self.outcome.label
         if self.attempt.id == "control":
             label = "ACCEPTED" if self.outcome is Outcome.RELAYED else f"CONTROL {label}"
-        return f"[{label}] {self.attempt.id}: {sent}{said}".replace(": -> ", ": ")
+        parts = [f"[{label}] {self.attempt.id}:"]
+        if self.rcpt_command:
+            parts.append(f"{self.mail_command} / {self.rcpt_command}")
+        if self.deciding_reply:
+            parts.append(f"-> {self.deciding_reply}")
+        if self.detail:
+            parts.append(f"({self.detail})")
+        return " ".join(parts)
 
 
 def classify(mail_reply: Reply | None, rcpt_reply: Reply | None) -> tuple[Outcome, str]:
