@@ -13,6 +13,10 @@ pytestmark = pytest.mark.integration
 
 OUTSIDE = "127.0.0.2"  # outside every lab instance's mynetworks (127.0.0.1/32)
 ALL = len(CATALOGUE)
+# A backup MX for relaylab.test with allow_untrusted_routing = yes: the routed forms whose
+# last domain is relaylab.test are accepted (and would be relayed on), nothing else.
+PERCENT_HOLE_RELAYS = {"percent-hack-domain", "quoted-local-part-domain", "quoted-percent-domain",
+                       "double-at-domain", "bang-path-domain", "quoted-bang-path-domain"}
 
 
 def relay(server, *extra: str, source: str = OUTSIDE) -> PluginRun:
@@ -61,9 +65,23 @@ def test_closed_postfix_from_its_own_network_looks_open(postfix_closed) -> None:
 def test_relaying_on_the_sender_address_is_caught(postfix_sender_trust) -> None:
     run = relay(postfix_sender_trust)
     assert run.returncode == 2, run.stdout
-    assert relayed_ids(run) == {"sender-own-domain"}
-    assert run.summary.startswith(
-        f"OPEN_RELAY CRITICAL - 1 of {ALL} relay attempts accepted (sender-own-domain)")
+    # Postfix qualifies <postmaster> with $myorigin before check_sender_access: it relays too
+    assert relayed_ids(run) == {"sender-own-domain", "sender-unqualified"}
+    assert run.summary.startswith(f"OPEN_RELAY CRITICAL - 2 of {ALL} relay attempts accepted "
+                                  "(sender-own-domain, sender-unqualified)")
+
+
+def test_routed_address_forms_through_a_backup_mx_are_caught(postfix_percent_hole) -> None:
+    run = relay(postfix_percent_hole)
+    assert run.returncode == 2, run.stdout
+    assert relayed_ids(run) == PERCENT_HOLE_RELAYS
+    assert "plain" not in relayed_ids(run)
+
+
+def test_trusting_the_helo_name_is_caught(postfix_helo_trust) -> None:
+    run = relay(postfix_helo_trust)
+    assert run.returncode == 2, run.stdout
+    assert relayed_ids(run) == {"helo-server-name", "helo-localhost"}
 
 
 def test_exim_open_relay_is_critical(exim_open) -> None:
@@ -156,7 +174,8 @@ def test_ipv6(postfix_ipv6) -> None:
     (["-w", "x:y:z"], "invalid range"),
     (["-p", "70000"], "invalid port"),
     (["--external-domain", "bad domain"], "is not a domain name"),
-    (["-t", "-1"], "invalid seconds"),
+    (["-t", "0"], "invalid seconds"),
+    (["-t", "nan"], "invalid seconds"),
 ])
 def test_bad_options_are_unknown_with_one_line(args: list[str], message: str) -> None:
     run = run_plugin("check_open_relay", "-H", "127.0.0.1", *args)

@@ -87,3 +87,26 @@ def test_no_banner_is_critical() -> None:
     assert run.returncode == 2, run.stdout
     assert run.summary.startswith("OPEN_RELAY CRITICAL - mail service down: no banner")
     assert run.seconds < 3
+
+
+def test_starttls_is_used_when_offered() -> None:
+    with ScriptedSMTPServer(Behaviour(starttls=True)) as server:
+        run = relay(server, "--tests", "plain,percent-hack-domain", "-v")
+        assert any(cmd.upper() == "STARTTLS" for cmd in server.commands)
+    assert run.returncode == 0, run.stdout
+    assert "TLS yes" in run.stdout
+
+
+def test_starttls_required_but_not_offered_is_unknown() -> None:
+    with ScriptedSMTPServer(Behaviour(starttls=False)) as server:
+        run = relay(server, "--starttls", "require")
+    assert run.returncode == 3, run.stdout
+    assert run.summary == ("OPEN_RELAY UNKNOWN - --starttls require: the server does not offer "
+                           "STARTTLS")
+
+
+def test_starttls_never_stays_in_clear() -> None:
+    with ScriptedSMTPServer(Behaviour(starttls=True)) as server:
+        run = relay(server, "--starttls", "never", "--tests", "plain")
+        assert not any(cmd.upper() == "STARTTLS" for cmd in server.commands)
+    assert run.returncode == 0, run.stdout
