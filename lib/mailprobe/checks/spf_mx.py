@@ -1,0 +1,328 @@
+"""check_spf_mx: the mail domain's SPF and MX records, and whether the mailer passes its SPF.
+
+Probes (``spf``, ``spf_eval``, ``mx``, ``dmarc``) return findings; this module only chooses
+the domain, runs them, and turns findings and counts into nagiosplugin results and perfdata.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+
+import nagiosplugin
+
+from mailprobe.deadline import Deadline
+from mailprobe.dmarc import DMARCReport, check_dmarc, organizational_domain
+from mailprobe.dns import DNSFailure, Lookup, is_ip_address, make_resolver, resolve_target
+from mailprobe.findings import CRITICAL, OK, UNKNOWN, WARNING, Finding
+from mailprobe.mx import MXReport, probe_mx
+from mailprobe.nagios import (
+    FindingsSummary,
+    UsageError,
+    make_parser,
+    nagios_range,
+    run,
+)
+from mailprobe.smtp import SMTPError, SMTPSession, greeting_name
+from mailprobe.spf import LOOKUP_LIMIT, VOID_LIMIT, SPFReport, lint
+from mailprobe.spf_eval import Evaluation, evaluate
+
+NAME = "SPF_MX"
+STATES = {OK: nagiosplugin.Ok, WARNING: nagiosplugin.Warn, CRITICAL: nagiosplugin.Critical,
+          UNKNOWN: nagiosplugin.Unknown}
+EVAL_LEVELS = {"pass": OK, "softfail": WARNING, "neutral": WARNING, "none": WARNING,
+               "fail": CRITICAL, "permerror": CRITICAL, "temperror": UNKNOWN}
+BANNER_CAP = 10.0  # seconds to wait for a banner when guessing the domain
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser(
+        "check_spf_mx",
+        "Audit a mail domain's SPF, MX and DMARC records, and evaluate SPF for the mailer.",
+        default_timeout=30, default_port=25)
+    opts = parser.add_argument_group("check_spf_mx options")
+    opts.add_argument("-D", "--domain", help="the mail domain (default: guessed from -H's PTR "
+                      "name or banner with the Public Suffix List)")
+    opts.add_argument("-H", "--hostname", metavar="HOST",
+                      help="the mailer (name or IP): evaluate SPF for its addresses")
+    opts.add_argument("-w", "--warning", type=nagios_range, default=nagios_range("8"),
+                      metavar="RANGE", help="spf_lookups warning range (default 8)")
+    opts.add_argument("-c", "--critical", type=nagios_range,
+                      default=nagios_range(str(LOOKUP_LIMIT)), metavar="RANGE",
+                      help=f"spf_lookups critical range (default {LOOKUP_LIMIT}, RFC 7208 4.6.4)")
+    opts.add_argument("--allow-null-mx", action="store_true",
+                      help="a null MX (domain accepts no mail) is OK instead of CRITICAL")
+    opts.add_argument("--expect-mx", action="store_true",
+                      help="WARNING when the mailer (-H) is not one of the MX hosts")
+    opts.add_argument("--require-dmarc", action="store_true",
+                      help="WARNING when the domain has no valid DMARC record")
+    return parser
+
+
+@dataclass
+class Audit:
+    """Everything the check found, before any Nagios judgement."""
+
+    domain: str
+    guessed_from: str = ""  # how the domain was guessed; "" when given with -D
+    guessed_name: str = ""  # the host name it was guessed from
+    mailer: str | None = None
+    mailer_addresses: list[str] = field(default_factory=list)
+    evaluations: list[Evaluation] = field(default_factory=list)
+    spf: SPFReport | None = None
+    mx: MXReport | None = None
+    dmarc: DMARCReport | None = None
+    seconds: float = 0.0
+
+
+def _family(args: argparse.Namespace) -> int:
+    return 4 if getattr(args, "ipv4", False) else 6 if getattr(args, "ipv6", False) else 0
+
+
+def guess_domain(args: argparse.Namespace, addresses: list[str], lookup: Lookup,
+                 deadline: Deadline) -> tuple[str, str, str]:
+    """(domain, how, name) from -H's name, its PTR name, or its SMTP banner; CheckError if none."""
+    tried: list[str] = []
+    names: list[tuple[str, str]] = []
+    if not is_ip_address(args.hostname):
+        names.append((args.hostname, f"the host name {args.hostname}"))
+    for address in addresses[:2]:
+        try:
+            names += [(n, f"the PTR name {n} of {address}") for n in lookup.ptr(address)]
+        except DNSFailure as exc:
+            tried.append(f"PTR of {address} failed ({exc.reason})")
+    for name, how in names:
+        domain = organizational_domain(name)
+        if domain:
+            return domain, how, name
+        tried.append(f"{name} has no registrable domain")
+    if addresses:
+        banner = _banner_name(addresses[0], args, deadline, tried)
+        domain = organizational_domain(banner) if banner else None
+        if domain:
+            return domain, f"the banner name {banner} of {addresses[0]}", banner
+    raise nagiosplugin.CheckError("no -D/--domain given and none could be guessed from -H"
+                     + (f": {'; '.join(tried)}" if tried else ""))
+
+
+def _banner_name(address: str, args: argparse.Namespace, deadline: Deadline,
+                 tried: list[str]) -> str:
+    session = SMTPSession(address, args.port, deadline=deadline,
+                          source_address=args.source_address, step_timeout=BANNER_CAP)
+    try:
+        name = greeting_name(session.connect())
+    except SMTPError as exc:
+        tried.append(f"no banner from {address} port {args.port} ({exc})")
+        return ""
+    finally:
+        session.quit()
+    if not name:
+        tried.append(f"the banner of {address} names no host")
+    return name
+
+
+def audit(args: argparse.Namespace, deadline: Deadline) -> Audit:
+    """Run every probe for the domain (and the mailer) inside the deadline."""
+    resolver = make_resolver(args.nameserver, timeout=min(5.0, deadline.remaining()))
+    lookup = Lookup(resolver, deadline)
+    mailer = args.hostname
+    addresses: list[str] = []
+    if mailer:
+        addresses = resolve_target(mailer, lookup, _family(args))
+        if not addresses:
+            raise nagiosplugin.CheckError(f"the mailer {mailer} has no address")
+    if args.domain:
+        domain, how, name = args.domain.strip().rstrip(".").lower(), "", ""
+        if not domain or is_ip_address(domain):
+            raise UsageError(f"invalid -D/--domain {args.domain!r}")
+    elif mailer:
+        domain, how, name = guess_domain(args, addresses, lookup, deadline)
+    else:
+        raise UsageError("give -D/--domain (or -H to guess it)")
+    result = Audit(domain, how, name, mailer, addresses)
+    result.spf = lint(domain, lookup)
+    helo = mailer if mailer and not is_ip_address(mailer) else domain
+    result.evaluations = [evaluate(a, domain, lookup, helo=helo) for a in addresses]
+    result.mx = probe_mx(domain, lookup, allow_null_mx=args.allow_null_mx, mailer=mailer,
+                         mailer_addresses=addresses if mailer else None,
+                         expect_mx=args.expect_mx)
+    result.dmarc = check_dmarc(domain, lookup, require=args.require_dmarc)
+    result.seconds = deadline.elapsed()
+    return result
+
+
+# -- Nagios side ---------------------------------------------------------------------------
+
+
+def evaluation_finding(ev: Evaluation) -> Finding:
+    """The receiver's verdict; pyspf's explanation goes to the long output only."""
+    detail = ev.explanation if ev.result in ("permerror", "temperror") else ""
+    return Finding(EVAL_LEVELS.get(ev.result, UNKNOWN), f"spf-eval-{ev.result}",
+                   f"SPF {ev.result} for {ev.address}", detail)
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+class FindingContext(nagiosplugin.Context):
+    """A metric whose value is a :class:`Finding`: its level is the state, its text the hint."""
+
+    def evaluate(self, metric: nagiosplugin.Metric, resource: object) -> nagiosplugin.Result:
+        finding: Finding = metric.value
+        return nagiosplugin.Result(STATES[finding.level], finding.text, metric)
+
+
+def _bound(word: str, rng: nagiosplugin.Range) -> str:
+    """``limit 10`` for the plain range ``10``; ``outside 2:5`` for any other."""
+    if not rng.invert and rng.start == 0 and rng.end != float("inf"):
+        return f"{word} {rng.end:g}"
+    return f"outside {rng}"
+
+
+class LimitContext(nagiosplugin.Context):
+    """A count with -w/-c style ranges and a sentence naming the limit."""
+
+    def __init__(self, name: str, what: str, warning: nagiosplugin.Range | None,
+                 critical: nagiosplugin.Range) -> None:
+        super().__init__(name)
+        self.what = what
+        self.warning = warning
+        self.critical = critical
+
+    def evaluate(self, metric: nagiosplugin.Metric, resource: object) -> nagiosplugin.Result:
+        value = metric.value
+        if not self.critical.match(value):
+            bound = _bound("limit", self.critical)
+            return nagiosplugin.Result(nagiosplugin.Critical,
+                                       f"{plural(value, self.what)} ({bound})", metric)
+        if self.warning is not None and not self.warning.match(value):
+            return nagiosplugin.Result(nagiosplugin.Warn,
+                                       f"{plural(value, self.what)} "
+                                       f"({_bound('warning above', self.warning)})",
+                                       metric)
+        return nagiosplugin.Result(nagiosplugin.Ok, plural(value, self.what), metric)
+
+    def performance(self, metric: nagiosplugin.Metric,
+                    resource: object) -> nagiosplugin.Performance:
+        return nagiosplugin.Performance(metric.name, metric.value, "", self.warning or "",
+                                        self.critical, 0)
+
+
+class PlainContext(nagiosplugin.Context):
+    """Perfdata only (mx_hosts, time): always OK, not shown in the long output."""
+
+    def performance(self, metric: nagiosplugin.Metric,
+                    resource: object) -> nagiosplugin.Performance:
+        return nagiosplugin.Performance(metric.name, metric.value, metric.uom, min=0)
+
+
+class SpfMxResource(nagiosplugin.Resource):
+    def __init__(self, args: argparse.Namespace, deadline: Deadline) -> None:
+        self.args = args
+        self.deadline = deadline
+        self.audit: Audit | None = None
+
+    def probe(self) -> list[nagiosplugin.Metric]:
+        self.audit = result = audit(self.args, self.deadline)
+        assert result.spf and result.mx and result.dmarc
+        findings = [evaluation_finding(ev) for ev in result.evaluations]
+        findings += result.spf.findings
+        metrics = [nagiosplugin.Metric(f"finding{i}", f, context="finding")
+                   for i, f in enumerate(findings)]
+        metrics.append(nagiosplugin.Metric("spf_lookups", result.spf.lookups, min=0))
+        metrics.append(nagiosplugin.Metric("spf_void_lookups", result.spf.void_lookups, min=0))
+        rest = result.mx.findings + result.dmarc.findings
+        metrics += [nagiosplugin.Metric(f"finding{i + len(findings)}", f, context="finding")
+                    for i, f in enumerate(rest)]
+        metrics.append(nagiosplugin.Metric("mx_hosts", len(result.mx.hosts), min=0,
+                                           context="plain"))
+        metrics.append(nagiosplugin.Metric("time", round(result.seconds, 4), "s", min=0,
+                                           context="plain"))
+        return metrics
+
+
+class SpfMxSummary(FindingsSummary):
+    """Status line from the worst results; long output one line per finding (+ tree with -v)."""
+
+    def __init__(self, resource: SpfMxResource, verbose: int) -> None:
+        super().__init__("", "", [])
+        self.resource = resource
+        self.verbose_level = verbose
+
+    def _prefix(self) -> str:
+        audit = self.resource.audit
+        if audit is None or not audit.guessed_from:
+            return ""
+        return f"{audit.domain} (guessed from {audit.guessed_name}): "
+
+    def ok(self, results: nagiosplugin.Results) -> str:
+        audit = self.resource.audit
+        assert audit and audit.spf and audit.mx and audit.dmarc
+        parts = [f"SPF {ev.result} for {ev.address}" for ev in audit.evaluations]
+        if audit.spf.all_qualifier:
+            parts.append(f"SPF {audit.spf.all_qualifier}all")
+        parts.append(plural(audit.spf.lookups, "DNS lookup"))
+        if audit.mx.null_mx:
+            parts.append("null MX (accepts no mail)")
+        else:
+            parts.append(plural(len(audit.mx.hosts), "MX host"))
+        policy = audit.dmarc.policy
+        parts.append(f"DMARC p={policy}" if policy else "no DMARC")
+        return (self._prefix() or f"{audit.domain}: ") + ", ".join(parts)
+
+    def problem(self, results: nagiosplugin.Results) -> str:
+        worst = results.most_significant_state
+        hints = [str(r.hint) for r in results if r.state == worst and r.hint]
+        return self._prefix() + "; ".join(dict.fromkeys(hints))
+
+    def verbose(self, results: nagiosplugin.Results) -> list[str]:
+        audit = self.resource.audit
+        if audit is None:
+            return []
+        how = (f"guessed from {audit.guessed_from} (Public Suffix List)" if audit.guessed_from
+               else "given with -D")
+        lines = [f"domain {audit.domain} {how}"]
+        if audit.mailer:
+            lines.append(f"mailer {audit.mailer}: {', '.join(audit.mailer_addresses)}")
+        for result in results:
+            if result.metric is not None and result.metric.context == "plain":
+                continue
+            value = result.metric.value if result.metric is not None else None
+            detail = f" ({value.detail})" if isinstance(value, Finding) and value.detail else ""
+            lines.append(f"{str(result.state).upper()}: {result.hint}{detail}")
+        if self.verbose_level >= 1:
+            lines.extend(self._details(audit))
+        return lines
+
+    @staticmethod
+    def _details(audit: Audit) -> list[str]:
+        assert audit.spf and audit.mx
+        lines = []
+        if audit.spf.tree:
+            lines.append("SPF include tree:")
+            lines.extend("  " + line for line in audit.spf.tree.lines())
+        for host in audit.mx.hosts:
+            target = f" (CNAME {host.cname})" if host.cname else ""
+            lines.append(f"MX {host.preference} {host.name}{target}: "
+                         + (", ".join(host.addresses) or "no address"))
+        for ev in audit.evaluations:
+            lines.append(f"check_host({ev.address}, {ev.domain}, {ev.sender}) = {ev.result}: "
+                         f"{ev.explanation}")
+        return lines
+
+
+def build(args: argparse.Namespace, deadline: Deadline) -> nagiosplugin.Check:
+    resource = SpfMxResource(args, deadline)
+    return nagiosplugin.Check(
+        resource,
+        FindingContext("finding"),
+        LimitContext("spf_lookups", "DNS lookup", args.warning, args.critical),
+        LimitContext("spf_void_lookups", "void lookup", None, nagiosplugin.Range(str(VOID_LIMIT))),
+        PlainContext("plain"),
+        SpfMxSummary(resource, args.verbose),
+    )
+
+
+def main() -> None:
+    run(NAME, build_parser(), build)
