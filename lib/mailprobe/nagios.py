@@ -258,10 +258,10 @@ class ThresholdContext(nagiosplugin.ScalarContext):
                  critical: nagiosplugin.Range | str | None = None,
                  describe: Callable[[nagiosplugin.Metric], str] | None = None) -> None:
         super().__init__(name, warning, critical)
-        self.describe = describe
+        self.problem_text = describe
 
     def evaluate(self, metric: nagiosplugin.Metric, resource: object) -> nagiosplugin.Result:
         result = super().evaluate(metric, resource)
-        if result.state == nagiosplugin.Ok or self.describe is None:
+        if result.state == nagiosplugin.Ok or self.problem_text is None:
             return result
-        return nagiosplugin.Result(result.state, self.describe(metric), metric)
+        return nagiosplugin.Result(result.state, self.problem_text(metric), metric)
