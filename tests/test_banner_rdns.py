@@ -73,17 +73,6 @@ def silent_dns() -> Iterator[str]:
         sock.close()
 
 
-class TLSPostfix(PostfixServer):
-    """PostfixServer plus the tlsmgr service smtpd needs before it offers STARTTLS."""
-
-    def _write_config(self) -> None:
-        super()._write_config()
-        master = self.config_dir / "master.cf"
-        if "tlsmgr" not in master.read_text():
-            with master.open("a") as handle:
-                handle.write("tlsmgr    unix  -       -       n       1000?   1       tlsmgr\n")
-
-
 def _require_postfix() -> None:
     if not (shutil.which("postfix") or os.path.exists("/usr/sbin/postfix")):
         pytest.skip("postfix is not installed (run ./dev setup)")
@@ -115,7 +104,7 @@ def postfixes(certificate: tuple[Path, Path]) -> Iterator[dict[str, PostfixServe
     tls = {"smtpd_tls_security_level": "may", "smtpd_tls_cert_file": str(cert),
            "smtpd_tls_key_file": str(key)}
     specs = {
-        "good": (TLSPostfix, {"myhostname": MX, "smtpd_banner": "$myhostname ESMTP", **tls},
+        "good": (PostfixServer, {"myhostname": MX, "smtpd_banner": "$myhostname ESMTP", **tls},
                  ipv6),
         "plain": (PostfixServer, {"myhostname": MX, "smtpd_banner": "$myhostname ESMTP"}, False),
         "banner": (PostfixServer, {"myhostname": MX, "smtpd_banner": "mail.other.test ESMTP"},
