@@ -100,15 +100,16 @@ class Lookup:
     def __init__(self, resolver: dns.resolver.Resolver, deadline: Deadline) -> None:
         self.resolver = resolver
         self.deadline = deadline
+        self.try_timeout = resolver.timeout  # per try, as the resolver was made
         self.queries = 0
 
     def query(self, qname: str, rdtype: str) -> dns.resolver.Answer | None:
         """The answer, or None for NXDOMAIN/NODATA; DNSFailure for anything else."""
         stage = f"looking up {qname} {rdtype}"
-        lifetime = self.deadline.timeout(stage)
+        lifetime, per_try = self._budget(stage)
         self.queries += 1
         try:
-            return self.resolver.resolve(
+            return self._resolver(per_try).resolve(
                 qname, rdtype, lifetime=lifetime, search=False, raise_on_no_answer=True
             )
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
@@ -123,6 +124,22 @@ class Lookup:
             raise DNSFailure(qname, rdtype, "name too long after DNAME") from exc
         except dns.exception.DNSException as exc:
             raise DNSFailure(qname, rdtype, str(exc) or type(exc).__name__) from exc
+
+    def _budget(self, stage: str) -> tuple[float, float]:
+        """(lifetime, per-try timeout) that cannot overrun the deadline.
+
+        dnspython sleeps a back-off of up to 2 s between rounds of tries without looking at
+        the lifetime, so a lifetime long enough for several tries keeps 2 s in hand, and a
+        short one gets a single try.
+        """
+        left = self.deadline.timeout(stage)
+        if left <= self.try_timeout + 2.0:
+            return left, left
+        return left - 2.0, self.try_timeout
+
+    def _resolver(self, per_try: float) -> dns.resolver.Resolver:
+        self.resolver.timeout = per_try
+        return self.resolver
 
     def addresses(self, name: str, family: int = 0) -> list[str]:
         """A and/or AAAA addresses of ``name`` (family 4, 6 or 0 for both)."""
@@ -161,9 +178,19 @@ class Lookup:
 
 def _no_nameservers_reason(exc: dns.resolver.NoNameservers) -> str:
     errors = exc.kwargs.get("errors") or []
-    for _server, _tcp, _port, _err, response in errors:
+    for _server, _tcp, _port, err, response in errors:
         if isinstance(response, dns.message.Message):
-            return f"the resolver answered {dns.rcode.to_text(response.rcode())}"
+            rcode = response.rcode()
+            if rcode == dns.rcode.NOERROR and err is not None:
+                # an answer dnspython rejected (CNAME loop, malformed records)
+                return f"the resolver's answer is unusable: {err}"
+            return f"the resolver answered {dns.rcode.to_text(rcode)}"
+    for _server, tcp, _port, err, _response in reversed(errors):  # the last attempt
+        if err is not None:
+            how = "over TCP" if tcp else "over UDP"
+            if isinstance(err, EOFError):
+                return f"the server closed the connection {how} without an answer"
+            return f"no usable answer {how}: {str(err) or type(err).__name__}"
     return "no resolver answered"
 
 
