@@ -7,20 +7,33 @@ The numbers are the Nagios exit codes, so no probe needs to import nagiosplugin.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 
-OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
-LEVEL_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
+
+class Level(IntEnum):
+    """How bad a finding is: the Nagios exit codes, without depending on Nagios."""
+
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+    UNKNOWN = 3
+
+
+OK, WARNING, CRITICAL, UNKNOWN = Level.OK, Level.WARNING, Level.CRITICAL, Level.UNKNOWN
+LEVEL_NAMES = {level: level.name for level in Level}
 
 
 @dataclass(frozen=True)
 class Finding:
     """``level`` (OK..UNKNOWN), a stable ``code`` (e.g. ``spf-plus-all``), the text for the
-    status line and an optional ``detail`` for the long output only."""
+    status line, an optional ``detail`` for the long output only, and the ``subject`` it is
+    about when a check looks at several (e.g. one of the host's addresses)."""
 
     level: int
     code: str
     text: str
     detail: str = ""
+    subject: str = ""
 
     def __str__(self) -> str:
         detail = f" ({self.detail})" if self.detail else ""

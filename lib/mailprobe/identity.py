@@ -13,11 +13,11 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import IntEnum
 from functools import lru_cache
 
 from mailprobe.deadline import BudgetExhausted, Deadline
 from mailprobe.dns import DNSFailure, Lookup, is_ip_address, resolve_target
+from mailprobe.findings import Finding, Level
 from mailprobe.smtp import (
     ConnectError,
     Reply,
@@ -30,29 +30,6 @@ from mailprobe.smtp import (
     ip_literal,
 )
 from mailprobe.tlscert import CertificateError, CertificateInfo, parse_certificate
-
-
-class Level(IntEnum):
-    """How bad a finding is (the same order as the Nagios states, without depending on them)."""
-
-    OK = 0
-    WARNING = 1
-    CRITICAL = 2
-    UNKNOWN = 3
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One statement about the identity, with a stable ``code`` for tests and tools."""
-
-    level: Level
-    code: str
-    text: str
-    address: str = ""
-
-    def __str__(self) -> str:
-        return self.text
-
 
 # -- names ---------------------------------------------------------------------------------
 
@@ -509,7 +486,7 @@ def assess_address(identity: AddressIdentity, policy: Policy) -> list[Finding]:
     address = identity.address
 
     def add(level: Level, code: str, text: str) -> None:
-        found.append(Finding(level, code, text, address))
+        found.append(Finding(level, code, text, subject=address))
 
     rdns = identity.rdns
     if rdns.error:

@@ -26,9 +26,9 @@ import nagiosplugin
 from mailprobe import __version__
 from mailprobe.deadline import BudgetExhausted, Deadline
 from mailprobe.dns import DNSFailure, Nameserver
+from mailprobe.findings import CRITICAL, LEVEL_NAMES, OK, UNKNOWN, WARNING, Finding
 
-OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
-STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
+STATE_NAMES = LEVEL_NAMES
 # Seconds kept back from -t for turning findings into output before the backstop fires.
 REPORT_MARGIN = 0.4
 
@@ -199,36 +199,23 @@ class FindingsSummary(nagiosplugin.Summary):
         return self._long
 
 
-class Finding:
-    """A verdict the probe analysis already made: a state and the words for it."""
-
-    __slots__ = ("state", "text")
-
-    def __init__(self, state: int, text: str) -> None:
-        self.state = state
-        self.text = text
-
-    def __str__(self) -> str:
-        return self.text
-
-
 _STATES = {OK: nagiosplugin.Ok, WARNING: nagiosplugin.Warn,
            CRITICAL: nagiosplugin.Critical, UNKNOWN: nagiosplugin.Unknown}
 
 
 class FindingContext(nagiosplugin.Context):
-    """Evaluates a Metric whose value is a :class:`Finding` (no perfdata)."""
+    """Evaluates a Metric whose value is a :class:`~mailprobe.findings.Finding` (no perfdata)."""
 
     def __init__(self, name: str = "finding") -> None:
         super().__init__(name)
 
     def evaluate(self, metric: nagiosplugin.Metric, resource: object) -> nagiosplugin.Result:
         finding: Finding = metric.value
-        return nagiosplugin.Result(_STATES[finding.state], finding.text, metric)
+        return nagiosplugin.Result(_STATES[finding.level], finding.text, metric)
 
 
 def finding_metric(name: str, state: int, text: str) -> nagiosplugin.Metric:
-    return nagiosplugin.Metric(name, Finding(state, text), context="finding")
+    return nagiosplugin.Metric(name, Finding(state, name, text), context="finding")
 
 
 class ProblemSummary(nagiosplugin.Summary):

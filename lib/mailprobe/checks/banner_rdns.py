@@ -10,17 +10,15 @@ import nagiosplugin
 from mailprobe import nagios
 from mailprobe.deadline import Deadline
 from mailprobe.dns import Lookup, make_resolver
+from mailprobe.findings import Finding, Level
 from mailprobe.identity import (
-    Finding,
     IdentityReport,
-    Level,
     Policy,
     ProbeOptions,
     TargetError,
     assess,
     probe,
 )
-from mailprobe.nagios import CRITICAL, OK, UNKNOWN, WARNING
 
 NAME = "BANNER_RDNS"
 DESCRIPTION = """\
@@ -37,7 +35,6 @@ server does not answer or -H does not resolve.
 Perfdata: banner_time, ehlo_time (seconds; the slowest address when -H has several), time
 (the whole check), cert_days with --starttls-cert-days."""
 
-_STATE = {Level.OK: OK, Level.WARNING: WARNING, Level.CRITICAL: CRITICAL, Level.UNKNOWN: UNKNOWN}
 # Share of the time budget DNS may use, so a dead DNS server still leaves time for SMTP.
 DNS_SHARE = 0.5
 
@@ -116,7 +113,7 @@ class Identity(nagiosplugin.Resource):
                         starttls_required=not args.no_starttls_ok,
                         cert_days=args.starttls_cert_days)
         self.findings = [self._threshold_aware(f) for f in assess(report, policy)]
-        metrics = [nagios.finding_metric(f"finding_{i}", _STATE[f.level], self._text(f))
+        metrics = [nagios.finding_metric(f"finding_{i}", f.level, self._text(f))
                    for i, f in enumerate(self.findings)]
         smtp = [a.smtp for a in report.addresses if a.smtp is not None]
         banner_times = [s.banner_time for s in smtp if s.banner_time is not None]
@@ -138,8 +135,8 @@ class Identity(nagiosplugin.Resource):
 
     def _text(self, finding: Finding) -> str:
         several = self.report is not None and len(self.report.addresses) > 1
-        if several and finding.address and finding.address not in finding.text:
-            return f"{finding.address}: {finding.text}"
+        if several and finding.subject and finding.subject not in finding.text:
+            return f"{finding.subject}: {finding.text}"
         return finding.text
 
     def _threshold_aware(self, finding: Finding) -> Finding:
@@ -152,7 +149,7 @@ class Identity(nagiosplugin.Resource):
         for level, limit in ((Level.CRITICAL, self.args.critical),
                              (Level.WARNING, self.args.warning)):
             if limit is not None and not limit.match(waited):
-                return Finding(level, finding.code, finding.text, finding.address)
+                return Finding(level, finding.code, finding.text, subject=finding.subject)
         return finding
 
 
