@@ -606,6 +606,7 @@ class ScriptedSMTPServer:
             except OSError:
                 return
             sock.setblocking(True)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms Nagle stalls
             with self._lock:
                 session = Session(self, sock, len(self.sessions) + 1)
                 self.sessions.append(session)
