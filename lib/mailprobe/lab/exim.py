@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from mailprobe.lab.postfix import free_port_on_all
-from mailprobe.lab.process import LabError, ManagedProcess, wait_for_tcp
+from mailprobe.lab.process import LabError, LabServer, ManagedProcess, wait_for_tcp
 
 LAB_DOMAIN = "relaylab.test"
 EXIM_USER = "Debian-exim"
@@ -48,7 +48,7 @@ def find_exim() -> Path:
                    f"{CANDIDATES[0].parents[2]})")
 
 
-class EximServer:
+class EximServer(LabServer):
     """One Exim daemon: ``EximServer("open").start()`` ... ``.stop()`` (or a context manager).
 
     ``acl`` is a key of :data:`RCPT_ACLS` or the text of an ``acl_smtp_rcpt`` ACL body;
@@ -161,11 +161,6 @@ class EximServer:
             self._final_log = self.mainlog()
         self.process.cleanup()
 
-    def __enter__(self) -> EximServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"EximServer({self.name!r}, {self.host}:{self.port})"

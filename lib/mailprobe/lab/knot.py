@@ -5,10 +5,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mailprobe.lab.process import LabError, ManagedProcess, free_port, require_binary, wait_for_dns
+from mailprobe.lab.process import (
+    LabError,
+    LabServer,
+    ManagedProcess,
+    free_port,
+    require_binary,
+    wait_for_dns,
+)
 
 
-class KnotServer:
+class KnotServer(LabServer):
     """``knotd`` in the foreground, on 127.0.0.1 (and optionally ::1), one temp dir per server.
 
     ``zones`` maps an origin (``example.test``) to zone-file text; the text may omit $ORIGIN
@@ -26,7 +33,7 @@ class KnotServer:
     @property
     def nameserver(self) -> str:
         """The ``--nameserver`` argument for the plugins."""
-        return f"{self.host}:{self.port}"
+        return self.address
 
     def _write_config(self) -> Path:
         work = self.process.workdir
@@ -77,8 +84,3 @@ class KnotServer:
     def stop(self) -> None:
         self.process.cleanup()
 
-    def __enter__(self) -> KnotServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

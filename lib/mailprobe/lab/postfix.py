@@ -20,7 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from mailprobe.lab.process import LabError, free_port, require_binary, stop_pid, wait_for_tcp
+from mailprobe.lab.process import (
+    LabError,
+    LabServer,
+    free_port,
+    require_binary,
+    stop_pid,
+    wait_for_tcp,
+)
 
 LAB_DOMAIN = "relaylab.test"
 
@@ -169,7 +176,7 @@ def _pids_of_config(config_dir: Path) -> list[int]:
     return pids
 
 
-class PostfixServer:
+class PostfixServer(LabServer):
     """One Postfix instance: ``PostfixServer("closed").start()`` ... ``.stop()``.
 
     ``settings`` override main.cf keys; ``maps`` writes files into the config directory (use
@@ -310,11 +317,6 @@ class PostfixServer:
         shutil.rmtree(self.workdir, ignore_errors=True)
         self.workdir = None
 
-    def __enter__(self) -> PostfixServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"PostfixServer({self.name!r}, {self.host}:{self.port})"

@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
 
 class LabError(RuntimeError):
@@ -104,6 +105,31 @@ def read_pidfile(path: Path, timeout: float = 5.0) -> int:
             return int(path.read_text().split()[0])
         time.sleep(0.05)
     raise LabError(f"no pid file {path}")
+
+
+class LabServer:
+    """A server of the lab: started on entering a ``with`` block, stopped on leaving it."""
+
+    host: str
+    port: int
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def address(self) -> str:
+        """``host:port`` (IPv6 in brackets): the plugins' ``--nameserver`` form."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
 
 class ManagedProcess:

@@ -18,12 +18,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mailprobe.lab.process import LabError, ManagedProcess, free_port, require_binary, wait_for_dns
+from mailprobe.lab.process import (
+    LabError,
+    LabServer,
+    ManagedProcess,
+    free_port,
+    require_binary,
+    wait_for_dns,
+)
 
 Dataset = tuple[str, str]
 
 
-class RbldnsdServer:
+class RbldnsdServer(LabServer):
     """``rbldnsd -n`` in the foreground on ``host``/``port``, one temp dir per server."""
 
     def __init__(self, zones: dict[str, Dataset | list[Dataset]], host: str = "127.0.0.1",
@@ -37,8 +44,7 @@ class RbldnsdServer:
     @property
     def nameserver(self) -> str:
         """The ``--nameserver`` argument for the plugins."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return self.address
 
     def _zone_specs(self) -> list[str]:
         work = self.process.workdir
@@ -83,8 +89,3 @@ class RbldnsdServer:
     def stop(self) -> None:
         self.process.cleanup()
 
-    def __enter__(self) -> RbldnsdServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -38,6 +38,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mailprobe.lab.process import LabServer
+
 ReplyValue = str | bytes | Sequence[str] | None
 
 MAX_COMMAND_LINE = 1000  # RFC 5321 4.5.3.1.4 (including CRLF)
@@ -553,7 +555,7 @@ def _is_ip(text: str) -> bool:
 
 
 # -- the server ------------------------------------------------------------------------------
-class ScriptedSMTPServer:
+class ScriptedSMTPServer(LabServer):
     """A threaded SMTP server on loopback; every connection runs in its own thread.
 
     ``port=None`` takes a free port. Use as a context manager, or call :meth:`start` and
@@ -632,8 +634,3 @@ class ScriptedSMTPServer:
             if thread is not None:
                 thread.join(max(0.0, until - time.monotonic()))
 
-    def __enter__(self) -> ScriptedSMTPServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
