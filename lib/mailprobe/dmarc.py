@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-
-from publicsuffixlist import PublicSuffixList
+from typing import TYPE_CHECKING
 
 from mailprobe.dns import DNSFailure, Lookup
 from mailprobe.findings import OK, UNKNOWN, WARNING, Finding
@@ -17,8 +16,14 @@ from mailprobe.findings import OK, UNKNOWN, WARNING, Finding
 POLICIES = ("none", "quarantine", "reject")
 
 
+if TYPE_CHECKING:
+    from publicsuffixlist import PublicSuffixList
+
+
 @lru_cache(maxsize=1)
 def _psl() -> PublicSuffixList:
+    from publicsuffixlist import PublicSuffixList  # loaded only when a look-up needs it
+
     return PublicSuffixList()  # the list bundled with the package: no network
 
 

@@ -8,17 +8,92 @@ confuse "could not ask" with "nothing there".
 from __future__ import annotations
 
 import ipaddress
+import os
+import sys
+import types
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import dns.exception
-import dns.message
-import dns.name
-import dns.rcode
-import dns.rdatatype
-import dns.resolver
-import dns.reversename
+if TYPE_CHECKING:
+    import dns.resolver
 
-from mailprobe.deadline import BudgetExhausted, Deadline
+
+class _MetadataOnDemand(types.ModuleType):
+    """Stands in for ``importlib.metadata`` until someone really uses it, then loads it."""
+
+    def __getattr__(self, name: str) -> object:
+        if sys.modules.get("importlib.metadata") is self:
+            del sys.modules["importlib.metadata"]
+        import importlib.metadata as real
+
+        return getattr(real, name)
+
+
+def _settle_dnspython_features() -> None:
+    """Spare every plugin run dnspython's optional-feature probe (about 10 ms of CPU).
+
+    On first import, dnspython asks ``importlib.metadata`` (which pulls in email, zipfile,
+    csv, ...) whether idna, DoH, DoQ, DNSSEC, trio and WMI are installed. We use none but idna:
+    the others are set off with dnspython's own ``dns._features.force``, idna is decided by
+    dnspython's own requirement against the installed idna's version (read from its
+    package_data.py, without importing idna). Anything unexpected leaves dnspython to probe as
+    usual (slower, same result). Runs when this module is imported, before any dnspython
+    module that asks (dns.name): import mailprobe.dns before dnspython.
+    """
+    if "dns._features" in sys.modules or "importlib.metadata" in sys.modules:
+        return
+    import importlib
+
+    stub = _MetadataOnDemand("importlib.metadata")
+    sys.modules["importlib.metadata"] = stub
+    importlib.metadata = stub  # type: ignore[attr-defined]
+    try:
+        import dns._features as features
+
+        for feature in ("doh", "doq", "dnssec", "trio", "wmi"):
+            features.force(feature, False)
+        (requirement,) = features._requirements["idna"]
+        _, minimum = requirement.split(">=")
+        version = _idna_version()
+        if version is not None:
+            have = features._tuple_from_text(version) >= features._tuple_from_text(minimum)
+            features.force("idna", have)
+    except Exception:
+        pass
+
+
+def _idna_version() -> str | None:
+    """The installed idna's version, read from its package_data.py; None if not found."""
+    for entry in sys.path:
+        try:
+            with open(os.path.join(entry or ".", "idna", "package_data.py")) as source:
+                text = source.read()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("__version__"):
+                return line.split("=", 1)[1].strip().strip("'\"")
+        return None
+    return None
+
+
+def _dnspython() -> types.ModuleType:
+    """dnspython's modules this one uses, imported on first use: a run that never asks DNS
+    (the relay check of an IP address) is spared their ~30 ms."""
+    import dns.exception
+    import dns.message
+    import dns.name
+    import dns.rcode
+    import dns.rdatatype
+    import dns.resolver
+    import dns.reversename
+
+    return dns
+
+
+_settle_dnspython_features()
+
+from mailprobe.deadline import BudgetExhausted, Deadline  # noqa: E402
 
 DEFAULT_DNS_PORT = 53
 
@@ -81,6 +156,7 @@ def make_resolver(
     The system configuration is only read when no nameserver is given, so tests and the lab
     never touch /etc/resolv.conf.
     """
+    dns = _dnspython()
     if nameservers:
         resolver = dns.resolver.Resolver(configure=False)
         resolver.nameservers = [ns.address for ns in nameservers]
@@ -100,11 +176,12 @@ class Lookup:
     def __init__(self, resolver: dns.resolver.Resolver, deadline: Deadline) -> None:
         self.resolver = resolver
         self.deadline = deadline
-        self.try_timeout = resolver.timeout  # per try, as the resolver was made
+        self.try_timeout = getattr(resolver, "timeout", 5.0)  # per try, as the resolver was made
         self.queries = 0
 
     def query(self, qname: str, rdtype: str) -> dns.resolver.Answer | None:
         """The answer, or None for NXDOMAIN/NODATA; DNSFailure for anything else."""
+        dns = _dnspython()
         stage = f"looking up {qname} {rdtype}"
         lifetime, per_try = self._budget(stage)
         self.queries += 1
@@ -153,7 +230,7 @@ class Lookup:
 
     def ptr(self, address: str) -> list[str]:
         """PTR names of an IP address, without the trailing dot."""
-        answer = self.query(dns.reversename.from_address(address).to_text(), "PTR")
+        answer = self.query(_dnspython().reversename.from_address(address).to_text(), "PTR")
         return [rr.target.to_text(omit_final_dot=True) for rr in answer] if answer else []
 
     def mx(self, domain: str) -> list[tuple[int, str]]:
@@ -177,6 +254,7 @@ class Lookup:
 
 
 def _no_nameservers_reason(exc: dns.resolver.NoNameservers) -> str:
+    dns = _dnspython()
     errors = exc.kwargs.get("errors") or []
     for _server, _tcp, _port, err, response in errors:
         if isinstance(response, dns.message.Message):

@@ -14,7 +14,9 @@ Every plugin's ``main()`` hands :func:`run` a parser and a function that builds 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import math
+import re
 import signal
 import sys
 import traceback
@@ -104,6 +106,49 @@ def make_parser(name: str, description: str, *, default_timeout: float,
     return parser
 
 
+_HOST_LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\Z")
+
+
+def host_name_problem(text: str) -> str | None:
+    """Why ``text`` is neither an IP address nor a host name (None when it is one)."""
+    try:
+        ipaddress.ip_address(text)
+        return None
+    except ValueError:
+        pass
+    try:
+        ascii_name = text.encode("idna").decode("ascii") if not text.isascii() else text
+    except UnicodeError:
+        return "not a valid international host name"
+    labels = ascii_name[:-1].split(".") if ascii_name.endswith(".") else ascii_name.split(".")
+    if not ascii_name or len(ascii_name) > 254 or not all(_HOST_LABEL.match(x) for x in labels):
+        return "not an IP address or a host name"
+    if labels[-1].isdigit():
+        return "not a valid IP address (and a host name cannot end in a number)"
+    return None
+
+
+def check_common_values(args: argparse.Namespace) -> None:
+    """Values of the common options argparse cannot judge alone: -H, --source-address."""
+    host = getattr(args, "hostname", None)
+    if host:
+        problem = host_name_problem(host)
+        if problem:
+            raise UsageError(f"-H {printable(host)!r}: {problem}")
+    source = getattr(args, "source_address", None)
+    if source:
+        try:
+            ipaddress.ip_address(source)
+        except ValueError:
+            raise UsageError(f"--source-address {printable(source)!r}: "
+                             "give an IP address of this host") from None
+
+
+def printable(text: str) -> str:
+    """``text`` without control characters (for echoing a bad option)."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text)[:100]
+
+
 def screen(text: str) -> str:
     """Keep plugin output parseable: no '|' (perfdata separator) and no line breaks."""
     return text.replace("|", "!").replace("\n", " ").replace("\r", " ")
@@ -146,6 +191,7 @@ def run(
     """Parse options, build and run the check within ``-t``, print, exit."""
     try:
         args = parser.parse_args(argv)
+        check_common_values(args)
     except UsageError as exc:
         fail(name, UNKNOWN, f"bad option: {exc} (see --help)")
     verbose = min(args.verbose, 3)

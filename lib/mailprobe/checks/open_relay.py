@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import socket
 import sys
 import time
@@ -12,7 +13,7 @@ import nagiosplugin
 
 from mailprobe import nagios
 from mailprobe.deadline import Deadline
-from mailprobe.dns import Lookup, make_resolver, resolve_target
+from mailprobe.dns import Lookup, is_ip_address, make_resolver, resolve_target
 from mailprobe.nagios import CRITICAL, OK, UNKNOWN, WARNING, finding_metric
 from mailprobe.relay.catalogue import (
     CATALOGUE,
@@ -111,8 +112,11 @@ def _ids(text: str | None) -> list[str] | None:
 def _choose_address(host: str, args: argparse.Namespace, deadline: Deadline) -> str | None:
     """The address to probe: -H itself, or its first A (or AAAA with -6) record."""
     family = 4 if args.ipv4 else 6 if args.ipv6 else 0
-    resolver = make_resolver(args.nameserver, timeout=min(5.0, deadline.remaining()))
-    addresses = resolve_target(host, Lookup(resolver, deadline), family)
+    if is_ip_address(host):  # no resolver: a run that asks no DNS never loads dnspython
+        addresses = [str(ipaddress.ip_address(host))]
+    else:
+        resolver = make_resolver(args.nameserver, timeout=min(5.0, deadline.remaining()))
+        addresses = resolve_target(host, Lookup(resolver, deadline), family)
     wanted = [a for a in addresses if family == 0 or (":" in a) == (family == 6)]
     return sorted(wanted, key=lambda a: ":" in a)[0] if wanted else None  # IPv4 first
 
@@ -218,6 +222,11 @@ class RelayCheck(nagiosplugin.Resource):
             self.ok_text += (f"; {tally.timeouts} attempt(s) timed out after "
                              f"{options.command_timeout:g}s (counted as refused)")
         self._long(report, options, tally)
+        critical = self.args.critical
+        if critical is not None and not critical.match(tally.relayed):
+            # a proven relay is CRITICAL whatever else could not be determined (Nagios ranks
+            # UNKNOWN above CRITICAL): the doubts are still shown, as warnings
+            metrics = [_doubt_as_warning(m) for m in metrics]
         return metrics
 
     def _control_finding(self, report: RelayReport, tally: Tally) -> nagiosplugin.Metric:
@@ -233,6 +242,9 @@ class RelayCheck(nagiosplugin.Resource):
         if control.outcome is Outcome.TIMEOUT:
             return finding_metric("control", UNKNOWN, f"inconclusive: control timed out "
                                   f"({control.detail})")
+        if control.outcome is Outcome.ERROR:  # never judged: connection lost, garbage reply
+            return finding_metric("control", UNKNOWN, f"inconclusive: the control could not "
+                                  f"be played ({control.detail})")
         what = control.rcpt_command or "the control"
         why = reply or control.detail
         return finding_metric("control", UNKNOWN,
@@ -255,6 +267,13 @@ class RelayCheck(nagiosplugin.Resource):
         if verbose >= 3:
             out.append("transcript (-> sent, <- received, ** event):")
             out.extend(self.transcript.render())
+
+
+def _doubt_as_warning(metric: nagiosplugin.Metric) -> nagiosplugin.Metric:
+    finding = metric.value
+    if metric.context == "finding" and finding.level == UNKNOWN:
+        return finding_metric(metric.name, WARNING, finding.text)
+    return metric
 
 
 def _describe_relayed(resource: RelayCheck) -> object:

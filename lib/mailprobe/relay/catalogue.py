@@ -55,8 +55,8 @@ class AddressError(ValueError):
 
 
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*"
-                     r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?$")
-_LOCAL = re.compile(r"^[A-Za-z0-9!#$&'*+/=?^_`{}~.-]{1,64}$")
+                     r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?\Z")
+_LOCAL = re.compile(r"^[A-Za-z0-9!#$&'*+/=?^_`{}~.-]{1,64}\Z")
 
 
 def check_domain(value: str, what: str) -> str:

@@ -105,6 +105,7 @@ class RelayRunner:
         self.session_errors = 0
         self.in_transaction = False
         self.tls_broken = False
+        self.pipelining_broken = False
 
     # -- connections ------------------------------------------------------------------------
     def open(self) -> Reply:
@@ -119,6 +120,9 @@ class RelayRunner:
         except ConnectError as exc:
             raise ServiceDown(str(exc)) from exc
         except SMTPTimeout as exc:
+            if self.report.banner is not None and self.deadline.remaining() < 0.05:
+                # it answered before: the check's budget ran out, the service is not down
+                raise BudgetExhausted(exc.stage, self.deadline.budget) from exc
             waited = self.deadline.elapsed()
             raise ServiceDown(f"no banner from {self._where()} within {waited:.1f}s") from exc
         except (Disconnected, ProtocolError) as exc:
@@ -225,9 +229,19 @@ class RelayRunner:
         mail = attempt.mail_command(self.options.targets)
         rcpt = attempt.rcpt_command(self.options.targets)
         lines = (["RSET"] if self.in_transaction else []) + [mail]
-        if "PIPELINING" in session.esmtp:
+        if "PIPELINING" in session.esmtp and not self.pipelining_broken:
             replies = session.pipeline([*lines, rcpt])
             mail_reply, rcpt_reply = replies[-2], replies[-1]
+            if _out_of_order(replies, with_rset=len(lines) > 1):
+                # a refused RSET, or a RCPT accepted after a refused MAIL: the replies do not
+                # belong to the commands. Replay this attempt (and the rest) one by one.
+                self.pipelining_broken = True
+                self.report.notes.append(
+                    "the server offers PIPELINING but its replies to a batch do not match the "
+                    f"commands ({', '.join(str(r.code) for r in replies)}); continuing without "
+                    "pipelining")
+                self._forget_session()
+                raise ProtocolError("pipelined replies out of order", "relay attempt")
             if not mail_reply.positive:
                 rcpt_reply = None  # the RCPT reply is only a "503 need MAIL" then
         else:
@@ -294,3 +308,11 @@ class RelayRunner:
 
     def _where(self) -> str:
         return f"{self.options.address} port {self.options.port}"
+
+
+def _out_of_order(replies: list[Reply], with_rset: bool) -> bool:
+    """Whether pipelined [RSET,] MAIL, RCPT replies cannot be the replies to those commands."""
+    if with_rset and not replies[0].positive:
+        return True
+    mail_reply, rcpt_reply = replies[-2], replies[-1]
+    return not mail_reply.positive and rcpt_reply.positive
