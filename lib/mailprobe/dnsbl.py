@@ -411,9 +411,16 @@ def _server_failure(exc: dns.resolver.NoNameservers) -> tuple[str, str]:
             if rcode == "SERVFAIL":
                 return ("the resolver answered SERVFAIL (it could not get an answer from "
                         "the list's servers)", "SERVFAIL")
+            if rcode == "NOERROR" and err is not None:  # e.g. a CNAME loop dnspython refused
+                return f"the resolver's answer is unusable: {err}", "unusable answer"
             return f"the resolver answered {rcode}", rcode
-        if err:
-            return f"the resolver failed: {err}", "resolver error"
+    for _server, tcp, _port, err, _response in reversed(errors):  # the last attempt first
+        if err is not None:
+            if isinstance(err, EOFError):
+                how = "over TCP" if tcp else "over UDP"
+                return (f"the server closed the connection {how} without an answer",
+                        "resolver error")
+            return f"the resolver failed: {str(err) or type(err).__name__}", "resolver error"
     return "no resolver answered", "no answer"
 
 

@@ -372,21 +372,27 @@ class SMTPSession:
     def pipeline(self, lines: list[str]) -> list[Reply]:
         """Send several commands at once when the server offers PIPELINING, else one by one.
 
-        Returns one reply per command sent. The batch goes out in one write: sent line by
-        line, Nagle's algorithm would hold each line until the previous one is acknowledged.
+        Returns one reply per command sent.
         """
         if "PIPELINING" not in self.esmtp or len(lines) < 2:
             return [self.command(line) for line in lines]
         stage = "waiting for pipelined replies"
+        self.send_batch(lines, stage)
+        return [self.read_reply(stage) for _ in lines]
+
+    def send_batch(self, lines: list[str], stage: str) -> None:
+        """Send a pipelined batch (RFC 2920) in one write: one round trip for its replies.
+
+        Sent line by line, Nagle's algorithm would hold each line until the previous one is
+        acknowledged. The caller reads one reply per line with :meth:`read_reply`.
+        """
         if self.sock is None:
             raise Disconnected("not connected", stage)
-        batch = [ln if isinstance(ln, bytes) else ln.encode("utf-8", "surrogateescape")
-                 for ln in lines]
+        batch = [ln.encode("utf-8", "surrogateescape") for ln in lines]
         for data in batch:
             self.transcript.add("->", printable(data, 1000))
-        self._sendall(b"".join(data + CRLF for data in batch), stage)  # one segment
+        self._sendall(b"".join(data + CRLF for data in batch), stage)
         self.round_trips += 1
-        return [self.read_reply(stage) for _ in lines]
 
     def hello(self, name: str, helo_only: bool = False) -> Reply:
         """EHLO, falling back to HELO when EHLO is refused; records the ESMTP extensions."""

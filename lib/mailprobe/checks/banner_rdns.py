@@ -212,6 +212,9 @@ class PerfOnly(nagiosplugin.ScalarContext):
 
 
 def build(args: argparse.Namespace, deadline: Deadline) -> nagiosplugin.Check:
+    if args.expect_name and nagios.host_name_problem(args.expect_name):
+        raise nagios.UsageError(f"--expect-name {nagios.printable(args.expect_name)!r}: "
+                                f"{nagios.host_name_problem(args.expect_name)}")
     resource = Identity(args, deadline)
     days = args.starttls_cert_days
     return nagiosplugin.Check(

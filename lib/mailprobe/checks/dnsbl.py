@@ -263,9 +263,15 @@ def summarize(report: DnsblReport) -> str:
         elif answered:
             parts.append((False, f"{target.text} not listed on {len(answered)} of "
                                  f"{_plural(len(mine), lists)}"))
-    texts = [text for listed_first, text in sorted(parts, key=lambda p: not p[0])]
+    texts = [text for listed, text in parts if listed]
+    clean = [text for listed, text in parts if not listed]
+    texts += clean[:MAX_NAMED]  # a name with hundreds of addresses must not flood the line
+    if len(clean) > MAX_NAMED:
+        texts.append(f"{len(clean) - MAX_NAMED} more addresses not listed")
     if report.host and not is_ip_address(report.host):
-        addresses = ", ".join(t.text for t in report.targets if t.kind == IP)
+        ips = [t.text for t in report.targets if t.kind == IP]
+        addresses = ", ".join(ips[:MAX_NAMED]) + (
+            f" and {len(ips) - MAX_NAMED} more" if len(ips) > MAX_NAMED else "")
         prefix = f"{report.host} ({addresses}): "
     else:
         prefix = ""

@@ -19,6 +19,7 @@ from mailprobe.mx import MXReport, probe_mx
 from mailprobe.nagios import (
     FindingsSummary,
     UsageError,
+    host_name_problem,
     make_parser,
     nagios_range,
     run,
@@ -133,7 +134,7 @@ def audit(args: argparse.Namespace, deadline: Deadline) -> Audit:
             raise nagiosplugin.CheckError(f"the mailer {mailer} has no address")
     if args.domain:
         domain, how, name = args.domain.strip().rstrip(".").lower(), "", ""
-        if not domain or is_ip_address(domain):
+        if not domain or is_ip_address(domain) or host_name_problem(domain):
             raise UsageError(f"invalid -D/--domain {args.domain!r}")
     elif mailer:
         domain, how, name = guess_domain(args, addresses, lookup, deadline)

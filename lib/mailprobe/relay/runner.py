@@ -23,6 +23,7 @@ from mailprobe.smtp import (
     Disconnected,
     ProtocolError,
     Reply,
+    SMTPError,
     SMTPSession,
     SMTPTimeout,
     TLSError,
@@ -106,6 +107,7 @@ class RelayRunner:
         self.in_transaction = False
         self.tls_broken = False
         self.pipelining_broken = False
+        self.retried: set[str] = set()  # attempts replayed alone after a lost connection
 
     # -- connections ------------------------------------------------------------------------
     def open(self) -> Reply:
@@ -206,59 +208,165 @@ class RelayRunner:
         self._hello(greeting)
 
     # -- attempts --------------------------------------------------------------------------
-    def play(self, attempt: RelayAttempt) -> AttemptResult:
-        """Play one attempt; reconnect once if the server dropped us."""
-        for retry in (False, True):
-            try:
-                return self._play_once(attempt)
-            except (Disconnected, ProtocolError) as exc:
-                self._forget_session()
-                if retry:
-                    return self._result(attempt, Outcome.ERROR, detail=str(exc))
-            except SMTPTimeout as exc:
-                self._forget_session()
-                if self.deadline.remaining() < 0.05:  # the check's budget, not this command
-                    raise BudgetExhausted(exc.stage, self.deadline.budget) from exc
-                return self._result(attempt, Outcome.TIMEOUT, detail=str(exc))
-        raise AssertionError("unreachable")
+    def run(self, attempts: list[RelayAttempt]) -> RelayReport:
+        """The control, then every attempt; stops early only when the budget is spent.
 
-    def _play_once(self, attempt: RelayAttempt) -> AttemptResult:
-        self.greet(attempt.greeting)
+        Results keep the order of ``attempts``. Raises ServiceDown / ServerRefusesUs /
+        TLSUnavailable / BudgetExhausted only while the control is being played.
+        """
+        control = self.options.control
+        queue = [control, *attempts]
+        judged: dict[str, AttemptResult] = {}
+        try:
+            while queue:
+                try:
+                    self._play_next(queue, judged)
+                except (ServiceDown, ServerRefusesUs) as exc:
+                    if control.id not in judged:
+                        raise
+                    reason = f"server unreachable mid-series: {exc}"
+                    judged.update((a.id, self._result(a, Outcome.ERROR, detail=reason))
+                                  for a in queue)
+                    break
+                except BudgetExhausted as exc:
+                    if control.id not in judged:
+                        raise
+                    judged.update((a.id, self._result(a, Outcome.NOT_RUN, detail=str(exc)))
+                                  for a in queue)
+                    break
+        finally:
+            self.close()
+        self.report.control = judged[control.id]
+        self.report.results = [judged[a.id] for a in attempts]
+        return self.report
+
+    def _play_next(self, queue: list[RelayAttempt], judged: dict[str, AttemptResult]) -> None:
+        """Play the head of ``queue`` (with what can share its round trip); judge what answered.
+
+        A lost connection is retried once per attempt on a fresh one, then the attempt is an
+        error; a command timeout makes the attempt waiting for its reply a TIMEOUT.
+        """
+        head = queue[0]
+        played: list[AttemptResult] = []
+        try:
+            self.greet(head.greeting)
+            self._play_batch(self._plan(queue), played)
+            failure: SMTPError | None = None
+        except (Disconnected, ProtocolError, SMTPTimeout) as exc:
+            failure = exc
+        for result in played:
+            judged[result.attempt.id] = result
+            queue.remove(result.attempt)
+        if failure is None:
+            return
+        self._forget_session()
+        waiting = queue[0]
+        if isinstance(failure, SMTPTimeout):
+            if self.deadline.remaining() < 0.05:  # the check's budget, not this command
+                raise BudgetExhausted(failure.stage, self.deadline.budget) from failure
+            judged[waiting.id] = self._result(waiting, Outcome.TIMEOUT, detail=str(failure))
+            queue.pop(0)
+        elif waiting.id in self.retried:
+            judged[waiting.id] = self._result(waiting, Outcome.ERROR, detail=str(failure))
+            queue.pop(0)
+        else:
+            self.retried.add(waiting.id)  # replayed alone on a fresh connection
+
+    def _plan(self, queue: list[RelayAttempt]) -> list[RelayAttempt]:
+        """The attempts to send in one pipelined batch on the current session.
+
+        Consecutive attempts with the same greeting share the batch, as many as the error
+        budget of the connection allows (a refused RCPT costs one error, a new unusual sender
+        may cost one more); attempts with the same sender share one MAIL transaction.
+        """
+        head = queue[0]
         session = self.session
         assert session is not None
-        mail = attempt.mail_command(self.options.targets)
-        rcpt = attempt.rcpt_command(self.options.targets)
-        lines = (["RSET"] if self.in_transaction else []) + [mail]
-        if "PIPELINING" in session.esmtp and not self.pipelining_broken:
-            replies = session.pipeline([*lines, rcpt])
-            mail_reply, rcpt_reply = replies[-2], replies[-1]
-            if _out_of_order(replies, with_rset=len(lines) > 1):
-                # a refused RSET, or a RCPT accepted after a refused MAIL: the replies do not
-                # belong to the commands. Replay this attempt (and the rest) one by one.
-                self.pipelining_broken = True
-                self.report.notes.append(
-                    "the server offers PIPELINING but its replies to a batch do not match the "
-                    f"commands ({', '.join(str(r.code) for r in replies)}); continuing without "
-                    "pipelining")
-                self._forget_session()
-                raise ProtocolError("pipelined replies out of order", "relay attempt")
-            if not mail_reply.positive:
-                rcpt_reply = None  # the RCPT reply is only a "503 need MAIL" then
-        else:
-            mail_reply = [session.command(line) for line in lines][-1]
-            rcpt_reply = session.command(rcpt) if mail_reply.positive else None
-        closing = next((r for r in (mail_reply, rcpt_reply) if r and r.code == 421), None)
-        if closing is not None:  # "service closing": the attempt was not judged, retry it
-            self._forget_session()
-            raise Disconnected(f"the server closed the session: {closing}", "relay attempt")
-        self.in_transaction = mail_reply.positive
-        self.session_errors += sum(1 for r in (mail_reply, rcpt_reply) if r and r.code >= 400)
+        if (head is self.options.control or head.id in self.retried
+                or self.pipelining_broken or "PIPELINING" not in session.esmtp
+                or self.options.depth is Depth.DATA):
+            return [head]
+        usual_sender = self.options.control.mail_command(self.options.targets)
+        budget = ERRORS_PER_CONNECTION - self.session_errors
+        batch: list[RelayAttempt] = []
+        cost, sender = 0, None
+        for attempt in queue:
+            if attempt.greeting is not head.greeting or attempt.id in self.retried:
+                break
+            mail = attempt.mail_command(self.options.targets)
+            extra = 1 + (mail != sender and mail != usual_sender)
+            if batch and cost + extra > budget:
+                break
+            batch.append(attempt)
+            cost, sender = cost + extra, mail
+        return batch
+
+    def _play_batch(self, batch: list[RelayAttempt], played: list[AttemptResult]) -> None:
+        """Send the batch's transactions and judge each attempt as its RCPT reply arrives.
+
+        Results go to ``played`` as they are judged, so a failure part-way keeps them.
+        """
+        session = self.session
+        assert session is not None
+        targets = self.options.targets
+        steps: list[tuple[str, RelayAttempt]] = []  # (command line, attempt it serves)
+        sender = None
+        for attempt in batch:
+            mail = attempt.mail_command(targets)
+            if mail != sender:
+                if self.in_transaction or sender is not None:
+                    steps.append(("RSET", attempt))
+                steps.append((mail, attempt))
+                sender = mail
+            steps.append((attempt.rcpt_command(targets), attempt))
+        pipelined = len(steps) > 1 and "PIPELINING" in session.esmtp and not self.pipelining_broken
+        stage = "waiting for the replies to a relay attempt"
+        if pipelined:
+            session.send_batch([line for line, _ in steps], stage)
+        mail_reply: Reply | None = None
+        for line, attempt in steps:
+            kind = line.split(" ")[0].split(":")[0].upper()
+            if kind == "RCPT" and not pipelined and mail_reply is not None \
+                    and not mail_reply.positive:
+                played.append(self._judge(attempt, mail_reply, None))  # never sent
+                continue
+            reply = session.read_reply(stage) if pipelined else session.command(line)
+            if reply.code == 421:  # "service closing": what is left was not judged
+                raise Disconnected(f"the server closed the session: {reply}", stage)
+            if reply.code >= 400:
+                self.session_errors += 1
+            if kind == "RSET":
+                if not reply.positive:
+                    self._pipelining_is_broken(reply)
+                continue
+            if kind == "MAIL":
+                mail_reply = reply
+                self.in_transaction = reply.positive
+                continue
+            assert mail_reply is not None
+            if not mail_reply.positive and reply.positive:
+                self._pipelining_is_broken(reply)
+            rcpt_reply = reply if mail_reply.positive else None  # else a "503 need MAIL"
+            result = self._judge(attempt, mail_reply, rcpt_reply)
+            played.append(result)
+            if result.outcome is Outcome.RELAYED and self.options.depth is Depth.DATA \
+                    and attempt is not self.options.control:
+                self._probe_data(result)
+
+    def _judge(self, attempt: RelayAttempt, mail_reply: Reply,
+               rcpt_reply: Reply | None) -> AttemptResult:
         outcome, detail = classify(mail_reply, rcpt_reply)
-        result = self._result(attempt, outcome, mail, rcpt, mail_reply, rcpt_reply, detail)
-        probing_data = self.options.depth is Depth.DATA and attempt is not self.options.control
-        if outcome is Outcome.RELAYED and probing_data:
-            self._probe_data(result)
-        return result
+        return self._result(attempt, outcome, attempt.mail_command(self.options.targets),
+                            attempt.rcpt_command(self.options.targets), mail_reply, rcpt_reply,
+                            detail)
+
+    def _pipelining_is_broken(self, reply: Reply) -> None:
+        """Replies that cannot belong to the commands sent: replay without pipelining."""
+        self.pipelining_broken = True
+        self.report.notes.append(
+            f"the server offers PIPELINING but its replies to a batch do not match the commands "
+            f"(got {reply}); continuing without pipelining")
+        raise ProtocolError("pipelined replies out of order", "relay attempt")
 
     def _probe_data(self, result: AttemptResult) -> None:
         """Send DATA after an accepted outside RCPT; drop the line at 354 (nothing delivered)."""
@@ -271,28 +379,6 @@ class RelayRunner:
             self._forget_session()
         else:
             self.session_errors += 1
-
-    def run(self, attempts: list[RelayAttempt]) -> RelayReport:
-        """The control, then every attempt; stops early only when the budget is spent."""
-        results = self.report.results
-        try:
-            self.report.control = self.play(self.options.control)
-            for index, attempt in enumerate(attempts):
-                try:
-                    results.append(self.play(attempt))
-                except (ServiceDown, ServerRefusesUs) as exc:
-                    # the server went away mid-series: what is left cannot be played
-                    reason = f"server unreachable mid-series: {exc}"
-                    results.extend(self._result(a, Outcome.ERROR, detail=reason)
-                                   for a in attempts[index:])
-                    break
-                except BudgetExhausted as exc:
-                    results.extend(self._result(a, Outcome.NOT_RUN, detail=str(exc))
-                                   for a in attempts[index:])
-                    break
-        finally:
-            self.close()
-        return self.report
 
     # -- helpers ---------------------------------------------------------------------------
     def _forget_session(self) -> None:
@@ -308,11 +394,3 @@ class RelayRunner:
 
     def _where(self) -> str:
         return f"{self.options.address} port {self.options.port}"
-
-
-def _out_of_order(replies: list[Reply], with_rset: bool) -> bool:
-    """Whether pipelined [RSET,] MAIL, RCPT replies cannot be the replies to those commands."""
-    if with_rset and not replies[0].positive:
-        return True
-    mail_reply, rcpt_reply = replies[-2], replies[-1]
-    return not mail_reply.positive and rcpt_reply.positive
