@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import sys
+import time
 import types
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -178,9 +179,32 @@ class Lookup:
         self.deadline = deadline
         self.try_timeout = getattr(resolver, "timeout", 5.0)  # per try, as the resolver was made
         self.queries = 0
+        self.log: list[str] = []
 
     def query(self, qname: str, rdtype: str) -> dns.resolver.Answer | None:
-        """The answer, or None for NXDOMAIN/NODATA; DNSFailure for anything else."""
+        """The answer, or None for NXDOMAIN/NODATA; DNSFailure for anything else.
+
+        Every question and its outcome go to :attr:`log` (the ``-vvv`` DNS transcript).
+        """
+        started = time.monotonic()
+        try:
+            answer = self._ask(qname, rdtype)
+        except DNSFailure as exc:
+            self._note(started, qname, rdtype, f"FAILED: {exc.reason}")
+            raise
+        except BudgetExhausted:
+            self._note(started, qname, rdtype, "not answered before the time budget ran out")
+            raise
+        text = "NXDOMAIN/NODATA" if answer is None else " ".join(rr.to_text() for rr in answer)
+        self._note(started, qname, rdtype, text)
+        return answer
+
+    def _note(self, started: float, qname: str, rdtype: str, outcome: str) -> None:
+        took = (time.monotonic() - started) * 1000
+        line = f"{qname} {rdtype} -> {outcome}"
+        self.log.append(f"{took:6.1f} ms  {line[:300]}")
+
+    def _ask(self, qname: str, rdtype: str) -> dns.resolver.Answer | None:
         dns = _dnspython()
         stage = f"looking up {qname} {rdtype}"
         lifetime, per_try = self._budget(stage)

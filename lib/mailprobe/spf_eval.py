@@ -14,11 +14,16 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-
-import dns.name
-import spf as pyspf
+from types import ModuleType
 
 from mailprobe.dns import DNSFailure, Lookup
+
+
+def _pyspf() -> ModuleType:
+    """pyspf, imported when an evaluation is asked for (-H): a lint-only run is spared it."""
+    import spf
+
+    return spf
 
 RESULTS = ("pass", "fail", "softfail", "neutral", "none", "permerror", "temperror")
 
@@ -42,7 +47,7 @@ def _adapter(lookup: Lookup):
         try:
             answer = lookup.query(name, qtype)
         except DNSFailure as exc:
-            raise pyspf.TempError(f"{name} {qtype}: {exc.reason}") from exc
+            raise _pyspf().TempError(f"{name} {qtype}: {exc.reason}") from exc
         if answer is None:
             return []
         out = []
@@ -51,7 +56,7 @@ def _adapter(lookup: Lookup):
                 value: object = rdata.address
             elif qtype == "MX":
                 # null MX ("."): an empty name, which pyspf skips instead of choking on it
-                exchange = "" if rdata.exchange == dns.name.root else rdata.exchange.to_text()
+                exchange = "" if rdata.exchange.to_text() == "." else rdata.exchange.to_text()
                 value = (rdata.preference, exchange.rstrip("."))
             elif qtype == "PTR":
                 value = rdata.target.to_text(omit_final_dot=True)
@@ -68,6 +73,7 @@ def _adapter(lookup: Lookup):
 @contextlib.contextmanager
 def using(lookup: Lookup) -> Iterator[None]:
     """Point pyspf at ``lookup`` while the block runs (the plugin is single-threaded)."""
+    pyspf = _pyspf()
     saved = pyspf.DNSLookup
     pyspf.DNSLookup = _adapter(lookup)
     try:
@@ -85,6 +91,6 @@ def evaluate(address: str, domain: str, lookup: Lookup, helo: str | None = None,
     """
     sender = sender or f"postmaster@{domain}"
     with using(lookup):
-        query = pyspf.query(i=address, s=sender, h=helo or domain, strict=True, querytime=0)
+        query = _pyspf().query(i=address, s=sender, h=helo or domain, strict=True, querytime=0)
         result, _code, explanation = query.check()
     return Evaluation(address, domain, sender, result, explanation, query.lookups)

@@ -88,6 +88,7 @@ class Identity(nagiosplugin.Resource):
         self.deadline = deadline
         self.report: IdentityReport | None = None
         self.findings: list[Finding] = []
+        self.lookup: Lookup | None = None
 
     @property
     def name(self) -> str:
@@ -104,8 +105,9 @@ class Identity(nagiosplugin.Resource):
             ehlo_name=args.ehlo,
             starttls_certificate=args.starttls_cert_days is not None,
         )
+        self.lookup = Lookup(resolver, dns_deadline)
         try:
-            report = probe(args.hostname, Lookup(resolver, dns_deadline), self.deadline, options)
+            report = probe(args.hostname, self.lookup, self.deadline, options)
         except TargetError as exc:
             raise nagios.UsageError(str(exc)) from exc
         self.report = report
@@ -199,6 +201,8 @@ def long_output(resource: Identity, results: nagiosplugin.Results, verbose: int)
                              f"{', '.join(ptr.forward) or '(none)'}")
         lines.append(f"{report.dns_queries} DNS queries, {report.elapsed:.3f}s in all")
     if verbose >= 3:
+        lines.append("DNS transcript:")
+        lines.extend("  " + line for line in (resource.lookup.log if resource.lookup else []))
         lines.append("SMTP transcript:")
         lines.extend(report.transcript.render())
     return lines

@@ -17,6 +17,7 @@ from mailprobe.dns import DNSFailure, Lookup, is_ip_address, make_resolver, reso
 from mailprobe.findings import CRITICAL, OK, UNKNOWN, WARNING, Finding
 from mailprobe.mx import MXReport, probe_mx
 from mailprobe.nagios import (
+    FindingContext,
     FindingsSummary,
     UsageError,
     host_name_problem,
@@ -29,8 +30,6 @@ from mailprobe.spf import LOOKUP_LIMIT, VOID_LIMIT, SPFReport, lint
 from mailprobe.spf_eval import Evaluation, evaluate
 
 NAME = "SPF_MX"
-STATES = {OK: nagiosplugin.Ok, WARNING: nagiosplugin.Warn, CRITICAL: nagiosplugin.Critical,
-          UNKNOWN: nagiosplugin.Unknown}
 EVAL_LEVELS = {"pass": OK, "softfail": WARNING, "neutral": WARNING, "none": WARNING,
                "fail": CRITICAL, "permerror": CRITICAL, "temperror": UNKNOWN}
 BANNER_CAP = 10.0  # seconds to wait for a banner when guessing the domain
@@ -74,6 +73,7 @@ class Audit:
     mx: MXReport | None = None
     dmarc: DMARCReport | None = None
     seconds: float = 0.0
+    dns_log: list[str] = field(default_factory=list)  # every look-up (-vvv)
 
 
 def _family(args: argparse.Namespace) -> int:
@@ -149,6 +149,7 @@ def audit(args: argparse.Namespace, deadline: Deadline) -> Audit:
                          expect_mx=args.expect_mx)
     result.dmarc = check_dmarc(domain, lookup, require=args.require_dmarc)
     result.seconds = deadline.elapsed()
+    result.dns_log = lookup.log
     return result
 
 
@@ -164,14 +165,6 @@ def evaluation_finding(ev: Evaluation) -> Finding:
 
 def plural(count: int, word: str) -> str:
     return f"{count} {word}" + ("" if count == 1 else "s")
-
-
-class FindingContext(nagiosplugin.Context):
-    """A metric whose value is a :class:`Finding`: its level is the state, its text the hint."""
-
-    def evaluate(self, metric: nagiosplugin.Metric, resource: object) -> nagiosplugin.Result:
-        finding: Finding = metric.value
-        return nagiosplugin.Result(STATES[finding.level], finding.text, metric)
 
 
 def _bound(word: str, rng: nagiosplugin.Range) -> str:
@@ -294,6 +287,9 @@ class SpfMxSummary(FindingsSummary):
             lines.append(f"{str(result.state).upper()}: {result.hint}{detail}")
         if self.verbose_level >= 1:
             lines.extend(self._details(audit))
+        if self.verbose_level >= 3:
+            lines.append("DNS transcript:")
+            lines.extend("  " + line for line in audit.dns_log)
         return lines
 
     @staticmethod
