@@ -6,12 +6,10 @@ import os
 from pathlib import Path
 
 from mailprobe.lab.process import (
-    LabError,
     LabServer,
     ManagedProcess,
     free_port,
     require_binary,
-    wait_for_dns,
 )
 
 
@@ -73,12 +71,7 @@ class KnotServer(LabServer):
         config = self._write_config()
         self.process.spawn([knotd, "-c", str(config)])
         first = next(iter(self.zones)).rstrip(".") if self.zones else "."
-        try:
-            wait_for_dns(self.host, self.port, first, timeout=10)
-        except LabError as exc:
-            output = self.process.output()
-            self.stop()
-            raise LabError(f"knotd did not come up: {exc}\n{output}") from exc
+        self.wait_for_dns_or_fail(self.process, first, "knotd")
         return self
 
     def stop(self) -> None:

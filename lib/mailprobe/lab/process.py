@@ -125,6 +125,15 @@ class LabServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def wait_for_dns_or_fail(self, process: ManagedProcess, qname: str, what: str) -> None:
+        """Wait until the server answers DNS; if it never does, stop it and say why."""
+        try:
+            wait_for_dns(self.host, self.port, qname, timeout=10)
+        except LabError as exc:
+            output = process.output()
+            self.stop()
+            raise LabError(f"{what} did not come up: {exc}\n{output}") from exc
+
     @property
     def address(self) -> str:
         """``host:port`` (IPv6 in brackets): the plugins' ``--nameserver`` form."""

@@ -19,12 +19,10 @@ import os
 from pathlib import Path
 
 from mailprobe.lab.process import (
-    LabError,
     LabServer,
     ManagedProcess,
     free_port,
     require_binary,
-    wait_for_dns,
 )
 
 Dataset = tuple[str, str]
@@ -74,12 +72,7 @@ class RbldnsdServer(LabServer):
         self.process.spawn([*argv, *specs])
         plain = [z for z, sets in self.zones.items() if all(k != "acl" for k, _ in sets)]
         first = (plain or list(self.zones) or ["lab.test"])[0]
-        try:
-            wait_for_dns(self.host, self.port, first, timeout=10)
-        except LabError as exc:
-            output = self.process.output()
-            self.stop()
-            raise LabError(f"rbldnsd did not come up: {exc}\n{output}") from exc
+        self.wait_for_dns_or_fail(self.process, first, "rbldnsd")
         return self
 
     @property

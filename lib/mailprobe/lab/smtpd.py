@@ -38,6 +38,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mailprobe.dns import is_ip_address
 from mailprobe.lab.process import LabServer
 
 ReplyValue = str | bytes | Sequence[str] | None
@@ -533,7 +534,7 @@ def self_signed_certificate(hostname: str, *alt_names: str) -> tuple[str, str]:
     if openssl is None:
         raise RuntimeError("STARTTLS in the lab needs the openssl command (apt install openssl)")
     names = alt_names or (hostname,)
-    san = ",".join(f"IP:{name}" if _is_ip(name) else f"DNS:{name}" for name in names)
+    san = ",".join(f"IP:{name}" if is_ip_address(name) else f"DNS:{name}" for name in names)
     directory = Path(tempfile.mkdtemp(prefix="mailprobe-tls-"))
     atexit.register(shutil.rmtree, directory, True)
     cert, key = directory / "cert.pem", directory / "key.pem"
@@ -544,14 +545,6 @@ def self_signed_certificate(hostname: str, *alt_names: str) -> tuple[str, str]:
         check=True, capture_output=True, timeout=30,
     )
     return str(cert), str(key)
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 # -- the server ------------------------------------------------------------------------------
