@@ -547,7 +547,9 @@ def _assess_smtp(identity: AddressIdentity, policy: Policy, add: Adder) -> None:
         return
     banner = smtp.banner
     if banner is None:
-        add(Level.CRITICAL, smtp.error_code or "no-banner", f"no banner from {where}: {smtp.error}")
+        reason = smtp.error or "no reply"
+        text = f"no banner: {reason}" if where in reason else f"no banner from {where}: {reason}"
+        add(Level.CRITICAL, smtp.error_code or "no-banner", text)
         return
     if banner.code != 220:
         add(Level.CRITICAL, "bad-banner",
