@@ -7,8 +7,8 @@ Two ways of running the same audit for N mailers:
 
 * ``cron``: the product's wrapper, ``python -m mailprobe.cron --dry-run`` with N mailers
   (check dnsbl), one plugin process per mailer, ``jobs`` at once (--jobs);
-* ``in-process``: one interpreter asks every (mailer, zone) pair through the DNSBL probe at
-  once (what a ``--hosts FILE`` mode would do); --concurrency sets the probe's query limit.
+* ``hosts-file``: one plugin run, ``check_dnsbl --hosts FILE`` with the N addresses: one
+  interpreter asks every (mailer, zone) pair at once (at most 200 queries in flight).
 
 Each size is run --rounds times, the two ways alternately; medians and growth vs one mailer.
 """
@@ -26,20 +26,6 @@ from bench_dnsbl import start_forwarder
 
 SIZES = (1, 16, 256)
 
-IN_PROCESS = """\
-import sys
-import mailprobe.dnsbl as dnsbl
-from mailprobe.deadline import Deadline
-from mailprobe.dns import Nameserver
-from mailprobe.dnsbl_zones import Zone
-dnsbl.MAX_CONCURRENCY = int(sys.argv[1])
-zones = [Zone(z) for z in sys.argv[2].split(",")]
-targets = [dnsbl.Target.address(a) for a in open(sys.argv[3]).read().split()]
-report = dnsbl.probe(targets, zones, Deadline(120), nameservers=[Nameserver.parse(sys.argv[4])])
-print(f"{len(targets)} mailers: {len(report.listed)} listings, {len(report.checked)} checked, "
-      f"{len(report.failed)} failed")
-sys.exit(1 if report.failed else 0)
-"""
 
 
 def addresses(count: int) -> list[str]:
@@ -70,8 +56,6 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=float, default=100.0)
     parser.add_argument("--zones", type=int, default=10)
     parser.add_argument("--jobs", type=int, default=16, help="cron wrapper's parallel checks")
-    parser.add_argument("--concurrency", type=int, default=256,
-                        help="in-process probe's concurrent queries")
     args = parser.parse_args()
     common.in_private_netns()
     common.prepare()
@@ -94,16 +78,18 @@ def main() -> None:
                     return common.run([common.PYTHON, "-m", "mailprobe.cron", "-c", str(config),
                                        "--dry-run"], env=env())
 
-                def in_process(hosts: Path = hosts) -> common.Run:
-                    return common.run([common.PYTHON, "-c", IN_PROCESS, str(args.concurrency),
-                                       ",".join(zones), str(hosts), listen], env=env())
+                def hosts_file(hosts: Path = hosts) -> common.Run:
+                    zone_args = [arg for zone in zones for arg in ("--zone", zone)]
+                    return common.run([common.PYTHON, str(common.ROOT / "plugins" / "check_dnsbl"),
+                                       "--hosts", str(hosts), *zone_args, "--nameserver", listen,
+                                       "-t", "60", "-w", "10000", "-c", "10000"], env=env())
 
-                def check(name: str, result: common.Run, count: int = count) -> None:
+                def check(name: str, result: common.Run) -> None:
                     if result.returncode not in (0, 1) or (
-                            name == "in-process" and f"{count} mailers" not in result.stdout):
+                            name == "hosts-file" and not result.stdout.startswith("DNSBL OK")):
                         common.expect(name, result, (), "")
 
-                series = common.alternate({"cron": cron, "in-process": in_process},
+                series = common.alternate({"cron": cron, "hosts-file": hosts_file},
                                           args.rounds, warmup=0 if count > 16 else 1,
                                           check=check)
                 for name, s in series.items():
@@ -131,7 +117,7 @@ def report(results: dict[str, dict[int, common.Series]], args: object) -> None:
                          s.runs[-1].stdout.strip().splitlines()[0][:60] if s.runs[-1].stdout
                          else ""])
     lines = [f"Scale: DNSBL audit of N mailers on {args.zones} zones, +{args.delay_ms:.0f} ms per "
-             f"answer; cron jobs={args.jobs}, in-process concurrency={args.concurrency}; "
+             f"answer; cron jobs={args.jobs}; "
              f"{args.rounds} rounds (medians)",
              common.table(rows, ["way", "mailers", "wall", "vs 1 mailer", "cpu",
                                  "wall/mailer", "output"]),
@@ -142,7 +128,6 @@ def report(results: dict[str, dict[int, common.Series]], args: object) -> None:
     text = "\n".join(lines)
     print(text)
     common.save("scale", {"text": text, "zones": args.zones, "jobs": args.jobs,
-                          "concurrency": args.concurrency,
                           "series": {n: {c: {"wall": s.median("wall"), "cpu": s.median("cpu")}
                                          for c, s in by.items()} for n, by in results.items()}})
 

@@ -258,7 +258,7 @@ def test_list_file(dnsbl, tmp_path):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    ((), "give -H HOST and/or --domain DOMAIN"),
+    ((), "give -H HOST, --hosts FILE and/or --domain DOMAIN"),
     (("-H", "127.0.0.2", "--zone", "dnsbl.sorbs.net"), "dnsbl.sorbs.net must not be used: "
                                                        "SORBS closed in June 2024"),
     (("--domain", "x.example", "--zone", "bl.lab.test"), "--domain given but no domain list"),
@@ -312,3 +312,37 @@ def test_name_resolution_through_silent_resolver_is_unknown(silent_nameserver):
     assert run.returncode == UNKNOWN
     assert run.status_line.startswith("DNSBL UNKNOWN - ")
     assert "mail.hosts.test" in run.status_line
+
+
+def test_hosts_file_audits_many_mailers_in_one_run(dnsbl, tmp_path):
+    hosts = tmp_path / "mailers"
+    clean = [f"198.18.0.{n}" for n in range(1, 41)]
+    hosts.write_text("# outbound mailers\n192.0.2.10\n" + "\n".join(clean) + "\n2001:db8::10\n")
+    run = dnsbl("--hosts", str(hosts), *zones("bl.lab.test", "clean.lab.test"), "-c", "5")
+    assert run.returncode == WARNING, run.stdout
+    assert run.summary.startswith("DNSBL WARNING - 192.0.2.10 listed on 1 of 2 lists "
+                                  "(bl.lab.test); 2001:db8::10 listed on 1 of 2 lists "
+                                  "(bl.lab.test); 198.18.0.1 not listed on 2 lists;")
+    assert run.summary.endswith("; 37 more addresses not listed")
+    assert run.perf_value("listed") == 2
+    assert run.perf_value("checked") == 2 * 42
+    assert run.perf_value("failed") == 0
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("192.0.2.10\nmail.example.org\n", "line 2: 'mail.example.org' is not an IP address"),
+    ("# nothing\n", "names no address"),
+])
+def test_bad_hosts_file_is_unknown(dnsbl, tmp_path, content, message):
+    hosts = tmp_path / "mailers"
+    hosts.write_text(content)
+    run = dnsbl("--hosts", str(hosts), *zones("bl.lab.test"))
+    assert run.returncode == UNKNOWN, run.stdout
+    assert run.status_line.startswith("DNSBL UNKNOWN - bad option: --hosts ")
+    assert message in run.status_line
+
+
+def test_unreadable_hosts_file_is_unknown(dnsbl, tmp_path):
+    run = dnsbl("--hosts", str(tmp_path / "missing"), *zones("bl.lab.test"))
+    assert run.returncode == UNKNOWN
+    assert "cannot read --hosts" in run.status_line

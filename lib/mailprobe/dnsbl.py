@@ -28,7 +28,7 @@ from mailprobe.dns import Nameserver
 from mailprobe.dnsbl_zones import DOMAIN, IP, Zone
 
 LISTED, CLEAN, ERROR, FAILED = "listed", "clean", "error", "failed"
-MAX_CONCURRENCY = 64
+MAX_CONCURRENCY = 200  # queries in flight at once (pydnsbl's default concurrency)
 
 # Answers that are never listings, whatever the list (Spamhaus documents these codes; other
 # lists reuse them). Everything outside 127.0.0.0/8 is an error too (see decode_answer).

@@ -82,17 +82,38 @@ def _zone_spec(text: str) -> Zone:
     return base.with_options(weight, kind)
 
 
-def read_list(path: str) -> list[Zone]:
-    """Zones from a file: one ``NAME [WEIGHT] [ip|domain]`` a line, '#' comments."""
+def _lines(option: str, path: str) -> list[tuple[int, str]]:
+    """(line number, text) of a file's non-empty lines, '#' comments removed."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeError) as exc:
-        raise UsageError(f"cannot read --list {path}: {exc}") from exc
-    zones = []
+        raise UsageError(f"cannot read {option} {path}: {exc}") from exc
+    found = []
     for number, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
+        if line:
+            found.append((number, line))
+    return found
+
+
+def read_hosts(path: str) -> list[Target]:
+    """Mailer addresses from a file, one IPv4/IPv6 address a line ('#' comments)."""
+    targets = []
+    for number, line in _lines("--hosts", path):
+        if not is_ip_address(line):
+            raise UsageError(f"--hosts {path} line {number}: {line[:60]!r} is not an IP address")
+        target = Target.address(line)
+        if target not in targets:
+            targets.append(target)
+    if not targets:
+        raise UsageError(f"--hosts {path} names no address")
+    return targets
+
+
+def read_list(path: str) -> list[Zone]:
+    """Zones from a file: one ``NAME [WEIGHT] [ip|domain]`` a line, '#' comments."""
+    zones = []
+    for number, line in _lines("--list", path):
         try:
             zones.append(_zone_spec(line))
         except argparse.ArgumentTypeError as exc:
@@ -153,6 +174,10 @@ def make_targets(args: argparse.Namespace, deadline: Deadline) -> list[Target]:
                 if target not in seen:
                     seen.append(target)
             targets.extend(seen)
+    for path in args.hosts or []:
+        family = 4 if args.ipv4 else 6 if args.ipv6 else 0
+        targets.extend(t for t in read_hosts(path)
+                       if t not in targets and (not family or t.family == family))
     for domain in args.domain or []:
         try:
             targets.append(Target.domain(domain))
@@ -354,6 +379,9 @@ def make_dnsbl_parser() -> argparse.ArgumentParser:
     what = parser.add_argument_group("what to check")
     what.add_argument("-H", "--hostname", metavar="HOST",
                       help="IPv4/IPv6 address, or a name whose every A/AAAA address is checked")
+    what.add_argument("--hosts", action="append", metavar="FILE",
+                      help="also check the addresses in FILE, one IPv4/IPv6 address a line: "
+                           "one run audits many mailers (repeatable)")
     what.add_argument("--domain", action="append", metavar="DOMAIN",
                       help="a mail domain to check on the domain lists (repeatable)")
     family = what.add_mutually_exclusive_group()
@@ -396,11 +424,11 @@ def make_dnsbl_parser() -> argparse.ArgumentParser:
 
 
 def build(args: argparse.Namespace, deadline: Deadline) -> nagiosplugin.Check:
-    if not args.hostname and not args.domain:
-        raise UsageError("give -H HOST and/or --domain DOMAIN")
+    if not args.hostname and not args.domain and not args.hosts:
+        raise UsageError("give -H HOST, --hosts FILE and/or --domain DOMAIN")
     zones = select_zones(args)
-    if args.hostname and not any(z.kind == IP for z in zones):
-        raise UsageError("-H given but no IP list selected")
+    if (args.hostname or args.hosts) and not any(z.kind == IP for z in zones):
+        raise UsageError("-H/--hosts given but no IP list selected")
     if args.domain and not any(z.kind == DOMAIN for z in zones):
         raise UsageError("--domain given but no domain list selected (add ZONE:domain)")
     resource = Dnsbl(args, deadline, zones)
