@@ -242,10 +242,18 @@ def test_zone_is_a_pydnsbl_provider():
     """Our zones plug into pydnsbl's checkers: process_response maps answers to categories."""
     from types import SimpleNamespace
 
-    from pydnsbl.providers import Provider
+    import pydnsbl.providers
 
-    assert isinstance(ZEN, Provider)
+    import mailprobe.dnsbl_zones as zones_module
+
+    provider = ZEN.as_pydnsbl_provider()
+    assert isinstance(provider, pydnsbl.providers.Provider)
+    assert provider.host == ZEN.host
     answer = [SimpleNamespace(host="127.0.0.4"), SimpleNamespace(host="127.255.255.254")]
+    assert provider.process_response(answer) == {"exploits"}
     assert ZEN.process_response(answer) == {"exploits"}
+    for name in dir(zones_module):
+        if name.startswith("DNSBL_CATEGORY_"):
+            assert getattr(zones_module, name) == getattr(pydnsbl.providers, name)
     assert DBL.process_response([SimpleNamespace(host="127.0.1.4")]) == {"phish"}
     assert PLAIN.process_response([SimpleNamespace(host="192.0.2.1")]) == set()

@@ -1,28 +1,24 @@
 """DNS blacklist probe: which lists name an address or a domain, and what their answers mean.
 
-Every (target, zone) pair is asked concurrently with dnspython's asyncio resolver, pointed at an
-explicit resolver (``--nameserver``, any port), each query capped by ``query_timeout`` and all of
-them by the check's :class:`Deadline`. Answers are decoded strictly (RFC 5782 and the lists'
-own codes): error answers and anything outside 127.0.0.0/8 are never listings, and a query that
-got no usable answer is "could not check", never clean.
+Every (target, zone) pair is asked at once through :mod:`mailprobe.dnsfanout` (one UDP socket,
+answers matched by id), at an explicit resolver (``--nameserver``, any port), each question
+capped by ``query_timeout`` and all of them by the check's :class:`Deadline`. Answers are
+decoded strictly (RFC 5782 and the lists' own codes): error answers and anything outside
+127.0.0.0/8 are never listings, and a query that got no usable answer is "could not check",
+never clean.
 """
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-import dns.asyncresolver
 import dns.exception
-import dns.message
 import dns.name
-import dns.nameserver
-import dns.rcode
-import dns.resolver
 
+from mailprobe import dnsfanout
 from mailprobe.deadline import Deadline
 from mailprobe.dns import Nameserver
 from mailprobe.dnsbl_zones import DOMAIN, IP, Zone
@@ -208,23 +204,6 @@ class DnsblReport:
         return sum(r.zone.weight for r in self.listed)
 
 
-def make_async_resolver(nameservers: Sequence[Nameserver] | None,
-                        timeout: float) -> dns.asyncresolver.Resolver:
-    """An asyncio resolver asking exactly ``nameservers`` (each with its own port)."""
-    if nameservers:
-        resolver = dns.asyncresolver.Resolver(configure=False)
-        resolver.nameservers = [dns.nameserver.Do53Nameserver(ns.address, ns.port)
-                                for ns in nameservers]
-    else:
-        resolver = dns.asyncresolver.Resolver()
-    resolver.timeout = timeout
-    resolver.lifetime = timeout
-    resolver.search = []
-    resolver.use_search_by_default = False
-    resolver.cache = None
-    return resolver
-
-
 def plan(targets: Sequence[Target], zones: Sequence[Zone]
          ) -> tuple[list[tuple[Target, Zone]], list[tuple[Target, Zone, str]]]:
     """The (target, zone) pairs to ask, and the pairs skipped with the reason."""
@@ -240,126 +219,38 @@ def plan(targets: Sequence[Target], zones: Sequence[Zone]
     return jobs, skipped
 
 
-class _Asker:
-    """Runs the queries of one check against one resolver, inside one deadline."""
-
-    def __init__(self, resolver: dns.asyncresolver.Resolver, deadline: Deadline,
-                 query_timeout: float, want_txt: bool, sanity: bool) -> None:
-        self.resolver = resolver
-        self.deadline = deadline
-        self.query_timeout = query_timeout
-        self.want_txt = want_txt
-        self.sanity = sanity
-        self.limit = asyncio.Semaphore(MAX_CONCURRENCY)
-        self.transcript: list[str] = []
-
-    async def ask(self, target: Target, zone: Zone) -> ZoneResult:
-        started = time.monotonic()
-        until = started + min(self.query_timeout, self.deadline.remaining())
-        async with self.limit:
-            result = await self._ask(target, zone, until)
-        result.seconds = time.monotonic() - started
-        return result
-
-    async def _query(self, qname: str, rdtype: str, until: float) -> list[str] | None:
-        """Record texts; None for NXDOMAIN/NODATA; raises _Failed otherwise."""
-        started = time.monotonic()
-        outcome = "?"
-        try:
-            records = await self._query_once(qname, rdtype, until)
-            outcome = " ".join(records) if records else "NXDOMAIN/NODATA"
-            return records
-        except _Failed as exc:
-            outcome = f"failed: {exc.brief}"
-            raise
-        except asyncio.CancelledError:
-            outcome = "cancelled: the check's time budget ran out"
-            raise
-        finally:
-            ms = (time.monotonic() - started) * 1000
-            self.transcript.append(f"{qname} {rdtype} -> {outcome} ({ms:.0f} ms)")
-
-    async def _query_once(self, qname: str, rdtype: str, until: float) -> list[str] | None:
-        lifetime = until - time.monotonic()
-        if lifetime <= 0:
-            raise _Failed(f"no time left for the query ({self.query_timeout:g}s per list)",
-                          "timed out")
-        return await _resolve(self.resolver, qname, rdtype, lifetime)
-
-    async def _ask(self, target: Target, zone: Zone, until: float) -> ZoneResult:
-        qname = target.query_name(zone.host)
-        try:
-            records = await self._query(qname, "A", until)
-        except _Failed as exc:
-            return ZoneResult(target, zone, FAILED, reason=exc.reason, brief=exc.brief)
-        if not records:
-            return ZoneResult(target, zone, CLEAN)
-        try:
-            listings, errors = decode_answers(zone, records)
-        except AnswerError as exc:
-            return ZoneResult(target, zone, ERROR, reason=str(exc), brief="bad answer")
-        if errors:
-            reason = "; ".join(f"answer {e.code}: {e.meaning}" for e in errors)
-            brief = "answered " + ", ".join(e.code for e in errors)
-            return ZoneResult(target, zone, ERROR, listings, reason=reason, brief=brief)
-        extra = [self._txt(qname, until)]
-        if self.sanity:
-            extra.append(self._lists_everything(target, zone, until))
-        txt, broken = (await asyncio.gather(*extra)) + [None] * (2 - len(extra))
-        if broken:
-            return ZoneResult(target, zone, ERROR, listings, reason=broken, txt=txt,
-                              brief="lists everything")
-        return ZoneResult(target, zone, LISTED, listings, txt=txt)
-
-    async def _txt(self, qname: str, until: float) -> list[str]:
-        if not self.want_txt:
-            return []
-        try:
-            return await self._query(qname, "TXT", until) or []
-        except _Failed:
-            return []
-
-    async def _lists_everything(self, target: Target, zone: Zone, until: float) -> str | None:
-        """A reason when the zone also lists RFC 5782's never-listed test entry."""
-        name = target.test_name(zone.host)
-        try:
-            records = await self._query(name, "A", until)
-        except _Failed:
-            return None
-        try:
-            listings, _ = decode_answers(zone, records or [])
-        except AnswerError:
-            return None
-        if not listings:
-            return None
-        entry = "INVALID" if target.kind == DOMAIN else "127.0.0.1"
-        return (f"the list also answers {listings[0].code} for the RFC 5782 test entry "
-                f"{entry}, which must never be listed: it lists everything (dead, hijacked "
-                "or misconfigured list)")
-
-
-async def _resolve(resolver: dns.asyncresolver.Resolver, qname: str, rdtype: str,
-                   lifetime: float) -> list[str] | None:
-    """Record texts; None for NXDOMAIN/NODATA; _Failed otherwise; never longer than lifetime.
-
-    dnspython can overshoot its own ``lifetime`` by its retry back-off (up to 2 s), so the
-    call is also capped with asyncio.
-    """
+def _judge(job: tuple[Target, Zone], outcome: dnsfanout.Outcome) -> ZoneResult:
+    """The verdict on one (target, zone) pair from its A answer (before TXT and sanity)."""
+    target, zone = job
+    if isinstance(outcome, dnsfanout.Failure):
+        return ZoneResult(target, zone, FAILED, reason=outcome.reason, brief=outcome.brief)
+    if not outcome:
+        return ZoneResult(target, zone, CLEAN)
     try:
-        answer = await asyncio.wait_for(
-            resolver.resolve(qname, rdtype, lifetime=lifetime, search=False,
-                             raise_on_no_answer=True), lifetime)
-    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+        listings, errors = decode_answers(zone, outcome)
+    except AnswerError as exc:
+        return ZoneResult(target, zone, ERROR, reason=str(exc), brief="bad answer")
+    if errors:
+        reason = "; ".join(f"answer {e.code}: {e.meaning}" for e in errors)
+        brief = "answered " + ", ".join(e.code for e in errors)
+        return ZoneResult(target, zone, ERROR, listings, reason=reason, brief=brief)
+    return ZoneResult(target, zone, LISTED, listings)
+
+
+def _lists_everything(result: ZoneResult, outcome: dnsfanout.Outcome) -> str | None:
+    """A reason when the zone also lists RFC 5782's never-listed test entry."""
+    if isinstance(outcome, dnsfanout.Failure) or not outcome:
         return None
-    except (dns.resolver.LifetimeTimeout, TimeoutError) as exc:
-        raise _Failed(f"no answer within {lifetime:.1f}s", "timed out") from exc
-    except dns.resolver.NoNameservers as exc:
-        raise _Failed(*_server_failure(exc)) from exc
-    except dns.exception.DNSException as exc:
-        raise _Failed(str(exc) or type(exc).__name__, "DNS error") from exc
-    if rdtype == "TXT":
-        return [b"".join(rr.strings).decode("utf-8", "replace") for rr in answer]
-    return [rr.to_text() for rr in answer]
+    try:
+        listings, _ = decode_answers(result.zone, outcome)
+    except AnswerError:
+        return None
+    if not listings:
+        return None
+    entry = "INVALID" if result.target.kind == DOMAIN else "127.0.0.1"
+    return (f"the list also answers {listings[0].code} for the RFC 5782 test entry "
+            f"{entry}, which must never be listed: it lists everything (dead, hijacked "
+            "or misconfigured list)")
 
 
 class HostLookupError(Exception):
@@ -370,102 +261,51 @@ def resolve_host(name: str, deadline: Deadline, *, family: int = 0,
                  nameservers: Sequence[Nameserver] | None = None,
                  query_timeout: float = 5.0) -> list[str]:
     """The A and/or AAAA addresses of ``name`` (asked at once); [] when it has none."""
-    resolver = make_async_resolver(nameservers, max(0.2, query_timeout / 2))
     rdtypes = [t for t, f in (("A", 4), ("AAAA", 6)) if family in (0, f)]
-    lifetime = min(query_timeout, deadline.remaining())
-
-    async def main() -> list[list[str] | BaseException | None]:
-        return await asyncio.gather(*(_resolve(resolver, name, t, lifetime) for t in rdtypes),
-                                    return_exceptions=True)
-
-    if lifetime <= 0:
+    if deadline.remaining() <= 0:
         raise HostLookupError(f"no time left to look up {name}")
+    outcomes = dnsfanout.ask([(name, t) for t in rdtypes], nameservers, deadline,
+                             timeout=query_timeout, per_try=max(0.2, query_timeout / 2))
     addresses: list[str] = []
-    for rdtype, outcome in zip(rdtypes, asyncio.run(main()), strict=True):
-        if isinstance(outcome, _Failed):
+    for rdtype, outcome in zip(rdtypes, outcomes, strict=True):
+        if isinstance(outcome, dnsfanout.Failure):
             raise HostLookupError(f"could not look up {name} {rdtype}: {outcome.reason}")
-        if isinstance(outcome, BaseException):
-            raise outcome
         addresses.extend(outcome or [])
     return addresses
-
-
-class _Failed(Exception):
-    """A query that got no usable answer (the reason in plain words, and in brief)."""
-
-    def __init__(self, reason: str, brief: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.brief = brief
-
-
-def _server_failure(exc: dns.resolver.NoNameservers) -> tuple[str, str]:
-    """(reason, brief) for a query every resolver failed."""
-    errors = exc.kwargs.get("errors") or []
-    for _server, _tcp, _port, err, response in errors:
-        if isinstance(response, dns.message.Message):
-            rcode = dns.rcode.to_text(response.rcode())
-            if rcode == "REFUSED":
-                return ("the resolver REFUSED the query (it neither serves the zone nor "
-                        "recurses for us)", "REFUSED")
-            if rcode == "SERVFAIL":
-                return ("the resolver answered SERVFAIL (it could not get an answer from "
-                        "the list's servers)", "SERVFAIL")
-            if rcode == "NOERROR" and err is not None:  # e.g. a CNAME loop dnspython refused
-                return f"the resolver's answer is unusable: {err}", "unusable answer"
-            return f"the resolver answered {rcode}", rcode
-    for _server, tcp, _port, err, _response in reversed(errors):  # the last attempt first
-        if err is not None:
-            if isinstance(err, EOFError):
-                how = "over TCP" if tcp else "over UDP"
-                return (f"the server closed the connection {how} without an answer",
-                        "resolver error")
-            return f"the resolver failed: {str(err) or type(err).__name__}", "resolver error"
-    return "no resolver answered", "no answer"
-
-
-async def _ask_all(asker: _Asker, jobs: list[tuple[Target, Zone]]) -> list[ZoneResult]:
-    tasks = [asyncio.ensure_future(asker.ask(t, z)) for t, z in jobs]
-    if not tasks:
-        return []
-    done, pending = await asyncio.wait(tasks, timeout=asker.deadline.remaining())
-    for task in pending:
-        task.cancel()
-    if pending:
-        await asyncio.gather(*pending, return_exceptions=True)
-    results = []
-    for task, (target, zone) in zip(tasks, jobs, strict=True):
-        if task in done and not task.cancelled() and task.exception() is None:
-            results.append(task.result())
-        elif task in done and not task.cancelled():
-            exc = task.exception()
-            results.append(ZoneResult(target, zone, FAILED, brief="internal error",
-                                      reason=f"internal error: {type(exc).__name__}: {exc}"))
-        else:
-            results.append(ZoneResult(target, zone, FAILED, brief="timed out",
-                                      reason="the check's time budget (-t) ran out"))
-    return results
 
 
 def probe(targets: Sequence[Target], zones: Sequence[Zone], deadline: Deadline, *,
           nameservers: Sequence[Nameserver] | None = None, query_timeout: float = 5.0,
           want_txt: bool = True, sanity: bool = True, host: str | None = None) -> DnsblReport:
-    """Ask every zone about every target of its kind, concurrently, within ``deadline``."""
+    """Ask every zone about every target of its kind, all at once, within ``deadline``.
+
+    First the A question of every pair; then, for the listings only, the TXT reason and the
+    RFC 5782 sanity question, again all at once.
+    """
     started = time.monotonic()
     jobs, skipped = plan(targets, zones)
-    per_try = max(0.2, query_timeout / 2)  # one retransmission inside the per-list timeout
-    resolver = make_async_resolver(nameservers, per_try)
-    asker_args = (resolver, deadline, query_timeout, want_txt, sanity)
-
     transcript: list[str] = []
-
-    async def main() -> list[ZoneResult]:
-        asker = _Asker(*asker_args)
-        try:
-            return await _ask_all(asker, jobs)
-        finally:
-            transcript.extend(asker.transcript)
-
-    results = asyncio.run(main())
+    options = {"timeout": query_timeout, "per_try": max(0.2, query_timeout / 2),
+               "max_in_flight": MAX_CONCURRENCY, "transcript": transcript}
+    answers = dnsfanout.ask([(t.query_name(z.host), "A") for t, z in jobs], nameservers,
+                            deadline, **options)
+    results = [_judge(job, outcome) for job, outcome in zip(jobs, answers, strict=True)]
+    listed = [r for r in results if r.status == LISTED]
+    followups: list[tuple[str, str]] = []
+    for result in listed:
+        if want_txt:
+            followups.append((result.target.query_name(result.zone.host), "TXT"))
+        if sanity:
+            followups.append((result.target.test_name(result.zone.host), "A"))
+    outcomes = iter(dnsfanout.ask(followups, nameservers, deadline, **options)
+                    if followups else [])
+    for result in listed:
+        if want_txt:
+            txt = next(outcomes)
+            result.txt = [] if isinstance(txt, dnsfanout.Failure) else (txt or [])
+        if sanity:
+            broken = _lists_everything(result, next(outcomes))
+            if broken:
+                result.status, result.reason, result.brief = ERROR, broken, "lists everything"
     return DnsblReport(host, list(targets), list(zones), results, skipped,
                        time.monotonic() - started, transcript)
