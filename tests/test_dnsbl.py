@@ -346,3 +346,16 @@ def test_unreadable_hosts_file_is_unknown(dnsbl, tmp_path):
     run = dnsbl("--hosts", str(tmp_path / "missing"), *zones("bl.lab.test"))
     assert run.returncode == UNKNOWN
     assert "cannot read --hosts" in run.status_line
+
+
+def test_each_answer_is_timed(rbldnsd_lab):
+    """-v prints each clean list's answer time: the probe records it per (target, list)."""
+    from mailprobe.deadline import Deadline
+    from mailprobe.dns import Nameserver
+    from mailprobe.dnsbl import Target, probe
+    from mailprobe.dnsbl_zones import Zone
+
+    report = probe([Target.address("192.0.2.99")], [Zone("clean.lab.test"), Zone("bl.lab.test")],
+                   Deadline(5), nameservers=[Nameserver.parse(rbldnsd_lab.nameserver)])
+    assert [r.status for r in report.results] == ["clean", "clean"]
+    assert all(0 < r.seconds < 5 for r in report.results)

@@ -287,9 +287,12 @@ def probe(targets: Sequence[Target], zones: Sequence[Zone], deadline: Deadline, 
     transcript: list[str] = []
     options = {"timeout": query_timeout, "per_try": max(0.2, query_timeout / 2),
                "max_in_flight": MAX_CONCURRENCY, "transcript": transcript}
+    durations: list[float] = []
     answers = dnsfanout.ask([(t.query_name(z.host), "A") for t, z in jobs], nameservers,
-                            deadline, **options)
+                            deadline, durations=durations, **options)
     results = [_judge(job, outcome) for job, outcome in zip(jobs, answers, strict=True)]
+    for result, seconds in zip(results, durations, strict=True):
+        result.seconds = seconds
     listed = [r for r in results if r.status == LISTED]
     followups: list[tuple[str, str]] = []
     for result in listed:

@@ -70,17 +70,24 @@ def system_nameservers() -> list[Nameserver]:
 
 def ask(questions: Sequence[tuple[str, str]], nameservers: Sequence[Nameserver] | None,
         deadline: Deadline, *, timeout: float, per_try: float, max_in_flight: int = 200,
-        transcript: list[str] | None = None) -> list[Outcome]:
+        transcript: list[str] | None = None,
+        durations: list[float] | None = None) -> list[Outcome]:
     """Ask every (qname, rdtype) question; one outcome per question, in order.
 
     Each question gets ``timeout`` seconds from the moment it is first sent, and nothing
-    outlives ``deadline``.
+    outlives ``deadline``. ``durations``, when given, receives the seconds each question took.
     """
     servers = list(nameservers or system_nameservers())
     if not servers:
+        if durations is not None:
+            durations.extend([0.0] * len(questions))
         return [Failure("no resolver is configured", "no resolver")] * len(questions)
-    return _FanOut(servers, deadline, timeout, per_try, max_in_flight,
-                   transcript if transcript is not None else []).run(questions)
+    fanout = _FanOut(servers, deadline, timeout, per_try, max_in_flight,
+                     transcript if transcript is not None else [])
+    outcomes = fanout.run(questions)
+    if durations is not None:
+        durations.extend(fanout.durations)
+    return outcomes
 
 
 class _FanOut:
@@ -96,9 +103,11 @@ class _FanOut:
         self.sockets: dict[int, socket.socket] = {}
         self.in_flight: dict[int, _Question] = {}  # query id -> question
         self.outcomes: list[Outcome] = []
+        self.durations: list[float] = []
 
     def run(self, questions: Sequence[tuple[str, str]]) -> list[Outcome]:
         self.outcomes = [Failure("not asked", "not asked")] * len(questions)
+        self.durations = [0.0] * len(questions)
         waiting: list[_Question] = []
         for index, (qname, rdtype) in enumerate(questions):
             try:
@@ -251,6 +260,7 @@ class _FanOut:
         self.in_flight.pop(question.query_id, None)
         self.outcomes[question.index] = outcome
         took = (time.monotonic() - question.started) * 1000 if question.started else 0.0
+        self.durations[question.index] = took / 1000
         if isinstance(outcome, Failure):
             text = f"failed: {outcome.brief}"
         else:

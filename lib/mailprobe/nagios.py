@@ -227,24 +227,6 @@ def run(
     sys.exit(code)
 
 
-class FindingsSummary(nagiosplugin.Summary):
-    """A summary built from plain strings the check prepared (status text + long output)."""
-
-    def __init__(self, ok: str, problem: str, long_output: Sequence[str]) -> None:
-        self._ok = ok
-        self._problem = problem
-        self._long = list(long_output)
-
-    def ok(self, results: nagiosplugin.Results) -> str:
-        return self._ok
-
-    def problem(self, results: nagiosplugin.Results) -> str:
-        return self._problem
-
-    def verbose(self, results: nagiosplugin.Results) -> list[str]:
-        return self._long
-
-
 _STATES = {OK: nagiosplugin.Ok, WARNING: nagiosplugin.Warn,
            CRITICAL: nagiosplugin.Critical, UNKNOWN: nagiosplugin.Unknown}
 

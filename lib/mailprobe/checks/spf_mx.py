@@ -18,7 +18,6 @@ from mailprobe.findings import CRITICAL, OK, UNKNOWN, WARNING, Finding
 from mailprobe.mx import MXReport, probe_mx
 from mailprobe.nagios import (
     FindingContext,
-    FindingsSummary,
     UsageError,
     host_name_problem,
     make_parser,
@@ -236,11 +235,10 @@ class SpfMxResource(nagiosplugin.Resource):
         return metrics
 
 
-class SpfMxSummary(FindingsSummary):
+class SpfMxSummary(nagiosplugin.Summary):
     """Status line from the worst results; long output one line per finding (+ tree with -v)."""
 
     def __init__(self, resource: SpfMxResource, verbose: int) -> None:
-        super().__init__("", "", [])
         self.resource = resource
         self.verbose_level = verbose
 
