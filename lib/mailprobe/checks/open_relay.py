@@ -147,6 +147,7 @@ class RelayCheck(nagiosplugin.Resource):
         self.report = RelayReport()
         self.long_output: list[str] = []
         self.ok_text = ""
+        self.relayed_ids: list[str] = []
 
     def probe(self) -> list[nagiosplugin.Metric]:
         args = self.args
@@ -214,8 +215,7 @@ class RelayCheck(nagiosplugin.Resource):
                 "incomplete", UNKNOWN,
                 f"only {tally.completed} of {tally.attempts} attempts could be played "
                 f"({'; '.join(sorted(reasons))[:200]})"))
-        relayed_ids = [r.attempt.id for r in report.results if r.outcome is Outcome.RELAYED]
-        self.relayed_ids = relayed_ids
+        self.relayed_ids = [r.attempt.id for r in report.results if r.outcome is Outcome.RELAYED]
         self.ok_text = (f"0 of {tally.attempts} relay attempts accepted; control "
                         f"{control.rcpt_command if control else ''} accepted")
         if tally.timeouts:
@@ -278,7 +278,7 @@ def _doubt_as_warning(metric: nagiosplugin.Metric) -> nagiosplugin.Metric:
 
 def _describe_relayed(resource: RelayCheck) -> object:
     def describe(metric: nagiosplugin.Metric) -> str:
-        ids = getattr(resource, "relayed_ids", [])
+        ids = resource.relayed_ids
         shown = ", ".join(ids[:6]) + (f", +{len(ids) - 6} more" if len(ids) > 6 else "")
         total = metric.max
         return f"{metric.value} of {total} relay attempts accepted ({shown})"

@@ -145,9 +145,13 @@ class RelayRunner:
             self.report.server_name = greeting_name(banner)
         return banner
 
-    def close(self) -> None:
+    def close(self, polite: bool = True) -> None:
+        """End the session: with QUIT when ``polite``, else just drop the line."""
         if self.session is not None:
-            self.session.quit()
+            if polite:
+                self.session.quit()
+            else:
+                self.session.close()
             self.report.round_trips += self.session.round_trips
             self.session = None
 
@@ -259,7 +263,7 @@ class RelayRunner:
             queue.remove(result.attempt)
         if failure is None:
             return
-        self._forget_session()
+        self.close(polite=False)
         waiting = queue[0]
         if isinstance(failure, SMTPTimeout):
             if self.deadline.remaining() < 0.05:  # the check's budget, not this command
@@ -376,17 +380,11 @@ class RelayRunner:
         result.outcome, result.detail = classify_data(reply)
         if reply.intermediate or reply.positive:
             self.transcript.add("**", "dropping the connection at 354: no message is sent")
-            self._forget_session()
+            self.close(polite=False)
         else:
             self.session_errors += 1
 
     # -- helpers ---------------------------------------------------------------------------
-    def _forget_session(self) -> None:
-        if self.session is not None:
-            self.report.round_trips += self.session.round_trips
-            self.session.close()
-            self.session = None
-
     def _result(self, attempt: RelayAttempt, outcome: Outcome, mail: str = "", rcpt: str = "",
                 mail_reply: Reply | None = None, rcpt_reply: Reply | None = None,
                 detail: str = "") -> AttemptResult:
