@@ -36,10 +36,10 @@ def zone_data() -> dict[str, tuple[str, str]]:
 
 def start_forwarder(upstream: str, delay_ms: float, listen: str,
                     probe_zone: str = ZONES[0]) -> subprocess.Popen:
-    from mailprobe.lab.process import wait_for_dns
+    from lab.process import wait_for_dns
 
     env = dict(os.environ, PYTHONPATH=str(common.ROOT / "lib"))
-    proc = subprocess.Popen([common.PYTHON, "-m", "mailprobe.lab.dnsdelay", "--listen", listen,
+    proc = subprocess.Popen([common.PYTHON, "-m", "lab.dnsdelay", "--listen", listen,
                              "--upstream", upstream, "--delay-ms", str(delay_ms)], env=env)
     host, port = listen.rsplit(":", 1)
     wait_for_dns(host, int(port), probe_zone, timeout=10)
@@ -52,7 +52,7 @@ def main() -> None:
     args = parser.parse_args()
     common.in_private_netns()
     common.prepare()
-    from mailprobe.lab.rbldnsd import RbldnsdServer
+    from lab.rbldnsd import RbldnsdServer
 
     delay = args.delay_ms / 1000
     listen = "127.0.0.1:53"

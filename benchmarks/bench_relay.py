@@ -72,7 +72,7 @@ def main() -> None:
     args = parser.parse_args()
     common.in_private_netns()
     common.prepare()
-    from mailprobe.lab.postfix import PostfixServer
+    from lab.postfix import PostfixServer
 
     server = PostfixServer.preset(args.preset)
     server.settings.update(dict(item.split("=", 1) for item in args.set))

@@ -59,7 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     common.in_private_netns()
     common.prepare()
-    from mailprobe.lab.rbldnsd import RbldnsdServer
+    from lab.rbldnsd import RbldnsdServer
 
     zones = [f"bl{n:02d}.scale.test" for n in range(1, args.zones + 1)]
     listen = "127.0.0.1:53"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Start-up cost: CPU time and peak memory of each plugin's full run against the demo lab.
 
-Set-up (inside a private network namespace): the demo lab of ``python -m mailprobe.lab.demo``
+Set-up (inside a private network namespace): the demo lab of ``python -m lab.demo``
 (Knot with the lab's zones, the scripted sloppy MTA on 127.0.0.25). Each plugin runs with the
 demo's own arguments, alternately with a bare ``python -c pass`` (same interpreter) and, for the
 banner case, ``check_smtp`` (C, monitoring-plugins-standard) against the same server. Then
@@ -64,10 +64,10 @@ def main() -> None:
     args = parser.parse_args()
     common.in_private_netns()
     common.prepare()
-    from mailprobe.lab import demo
-    from mailprobe.lab.knot import KnotServer
-    from mailprobe.lab.process import free_port
-    from mailprobe.lab.smtpd import ScriptedSMTPServer
+    from lab import demo
+    from lab.knot import KnotServer
+    from lab.process import free_port
+    from lab.smtpd import ScriptedSMTPServer
 
     knot = KnotServer(demo.zones(), host=demo.DNS_ADDRESS).start()
     smtp = ScriptedSMTPServer(demo.mailer_behaviour(), host=demo.MAILER_ADDRESS,

@@ -30,7 +30,7 @@ PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "py
     else sys.executable
 NETNS_ENV = "MAILPROBE_BENCH_NETNS"
 
-sys.path.insert(0, str(ROOT / "lib"))
+sys.path.insert(0, str(ROOT))  # the lab/ package (mailprobe itself is installed in .venv)
 
 
 @dataclass

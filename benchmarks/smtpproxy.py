@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 
-from mailprobe.lab.process import free_port
+from lab.process import free_port
 
 
 class CountingProxy:

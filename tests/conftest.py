@@ -19,6 +19,7 @@ pytest_plugins = [
     "tests.fixtures.exim",
     "tests.fixtures.knot",
     "tests.fixtures.rbldnsd",
+    "tests.fixtures.installed",
 ]
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from mailprobe.lab.knot import KnotServer
-from mailprobe.lab.postfix import PostfixServer
-from mailprobe.lab.process import free_port
-from mailprobe.lab.smtpd import Behaviour, ScriptedSMTPServer
+from lab.knot import KnotServer
+from lab.postfix import PostfixServer
+from lab.process import free_port
+from lab.smtpd import Behaviour, ScriptedSMTPServer
 from tests.conftest import PluginRun, run_plugin
 
 pytestmark = pytest.mark.integration

@@ -19,6 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from lab.knot import KnotServer
+from lab.postfix import PostfixServer
+from lab.process import free_port
 from mailprobe import cron
 from mailprobe.cron import (
     CRITICAL,
@@ -35,9 +38,6 @@ from mailprobe.cron import (
     nth_weekday_today,
     parse_config,
 )
-from mailprobe.lab.knot import KnotServer
-from mailprobe.lab.postfix import PostfixServer
-from mailprobe.lab.process import free_port
 from tests.fixtures.postfix import LAB_DOMAIN, OUTSIDE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,11 +70,11 @@ def test_check_argv_maps_the_mailer_to_each_plugin() -> None:
         "-H", "192.0.2.25", "--mail-domain", "example.org", "-p", "2525",
         "--source-address", "198.51.100.7", *ns, "-v", "-t", "120", "--depth=data"]
     assert check_argv(mailer, "dnsbl", defaults) == [
-        "-H", "203.0.113.9", "--domain", "example.org", *ns, "--no-txt"]
+        "-H", "203.0.113.9", "--mail-domain", "example.org", *ns, "--no-txt"]
     assert check_argv(mailer, "banner_rdns", {}) == [
         "-H", "192.0.2.25", "-p", "2525", "--source-address", "198.51.100.7", *ns]
     assert check_argv(mailer, "spf_mx", {}) == [
-        "-H", "192.0.2.25", "-D", "example.org", "-p", "2525",
+        "-H", "192.0.2.25", "--mail-domain", "example.org", "-p", "2525",
         "--source-address", "198.51.100.7", *ns]
     bare = Mailer("mx2.example.org", "pm@example.org")
     assert check_argv(bare, "dnsbl", {}) == ["-H", "mx2.example.org"]

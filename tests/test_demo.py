@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from mailprobe.lab import demo
+from lab import demo
 from tests.conftest import ROOT
 
 STATUS = r"(OK|WARNING|CRITICAL|UNKNOWN)"
@@ -27,7 +27,7 @@ EXPECTED = {
 @pytest.fixture(scope="module")
 def demo_run() -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT / "lib"))
-    return subprocess.run([sys.executable, "-m", "mailprobe.lab.demo"], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "lab.demo"], capture_output=True,
                           text=True, timeout=180, env=env, stdin=subprocess.DEVNULL, cwd=ROOT)
 
 

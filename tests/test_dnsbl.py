@@ -194,18 +194,18 @@ def test_ipv4_mapped_address_is_checked_as_ipv4(dnsbl):
 
 
 def test_domain_list(dnsbl):
-    listed = dnsbl("--domain", "mx.bad.example", "--zone", "dbl.lab.test:domain")
+    listed = dnsbl("--mail-domain", "mx.bad.example", "--zone", "dbl.lab.test:domain")
     assert listed.returncode == WARNING, listed.stdout
     assert listed.summary == ("DNSBL WARNING - mx.bad.example listed on 1 of 1 domain list "
                               "(dbl.lab.test)")
     assert "reason: Domain bad.example sends spam" in listed.stdout
-    clean = dnsbl("--domain", "good.example", "--zone", "dbl.lab.test:domain")
+    clean = dnsbl("--mail-domain", "good.example", "--zone", "dbl.lab.test:domain")
     assert clean.returncode == OK
     assert clean.summary == "DNSBL OK - good.example not listed on 1 domain list"
 
 
 def test_address_and_domain_together(dnsbl):
-    run = dnsbl("-H", "127.0.0.2", "--domain", "spam.example",
+    run = dnsbl("-H", "127.0.0.2", "--mail-domain", "spam.example",
                 *zones("bl.lab.test", "dbl.lab.test:domain"))
     assert run.returncode == CRITICAL
     assert run.summary == ("DNSBL CRITICAL - 127.0.0.2 listed on 1 of 1 list (bl.lab.test); "
@@ -221,10 +221,10 @@ def test_curated_codes_end_to_end(dnsbl):
     pbl = dnsbl("-H", "192.0.2.11", "--zone", "zen.spamhaus.org:1")
     assert pbl.returncode == WARNING
     assert "PBL (Spamhaus-maintained)" in pbl.stdout
-    surbl = dnsbl("--domain", "malware.example", "--zone", "multi.surbl.org",
+    surbl = dnsbl("--mail-domain", "malware.example", "--zone", "multi.surbl.org",
                   "--zone", "dbl.spamhaus.org")
     assert "return code 127.0.0.24: PH: phishing, MW: malware" in surbl.stdout
-    phish = dnsbl("--domain", "phish.example", "--zone", "dbl.spamhaus.org")
+    phish = dnsbl("--mail-domain", "phish.example", "--zone", "dbl.spamhaus.org")
     assert "return code 127.0.1.4: phishing domain" in phish.stdout
 
 
@@ -251,17 +251,17 @@ def test_add_zone_and_exclude(dnsbl, tmp_path):
 def test_list_file(dnsbl, tmp_path):
     path = tmp_path / "zones.txt"
     path.write_text("# lab lists\nbl.lab.test 3\nclean.lab.test\n\ndbl.lab.test domain 0.5\n")
-    run = dnsbl("-H", "192.0.2.10", "--domain", "spam.example", "--list", str(path))
+    run = dnsbl("-H", "192.0.2.10", "--mail-domain", "spam.example", "--list", str(path))
     assert run.returncode == CRITICAL
     assert run.perfdata["weight"] == "3.5;0;1;0"
     assert run.perf_value("checked") == 3
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    ((), "give -H HOST, --hosts FILE and/or --domain DOMAIN"),
+    ((), "give -H HOST, --hosts FILE and/or --mail-domain DOMAIN"),
     (("-H", "127.0.0.2", "--zone", "dnsbl.sorbs.net"), "dnsbl.sorbs.net must not be used: "
                                                        "SORBS closed in June 2024"),
-    (("--domain", "x.example", "--zone", "bl.lab.test"), "--domain given but no domain list"),
+    (("--domain", "x.example", "--zone", "bl.lab.test"), "--mail-domain given but no domain list"),
     (("-H", "127.0.0.2", "--zone", "bl.lab.test:heavy"), "bad zone option 'heavy'"),
     (("-H", "127.0.0.2", "--list", "/nonexistent/zones"), "cannot read --list"),
     (("-H", "127.0.0.2", "--error-state", "maybe"), "invalid state 'maybe'"),
@@ -350,10 +350,10 @@ def test_unreadable_hosts_file_is_unknown(dnsbl, tmp_path):
 
 def test_each_answer_is_timed(rbldnsd_lab):
     """-v prints each clean list's answer time: the probe records it per (target, list)."""
-    from mailprobe.deadline import Deadline
-    from mailprobe.dns import Nameserver
-    from mailprobe.dnsbl import Target, probe
-    from mailprobe.dnsbl_zones import Zone
+    from mailprobe.net.deadline import Deadline
+    from mailprobe.net.dns import Nameserver
+    from mailprobe.probes.dnsbl.lookup import Target, probe
+    from mailprobe.probes.dnsbl.zones import Zone
 
     report = probe([Target.address("192.0.2.99")], [Zone("clean.lab.test"), Zone("bl.lab.test")],
                    Deadline(5), nameservers=[Nameserver.parse(rbldnsd_lab.nameserver)])

@@ -10,21 +10,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailprobe.checks.dnsbl import make_dnsbl_parser, select_zones, summarize, zone_spec
-from mailprobe.dnsbl import (
+from mailprobe.checks.dnsbl import build_parser, select_zones, summarize, zone_spec
+from mailprobe.checks.plugin import UsageError
+from mailprobe.probes.dnsbl.decode import AnswerError, decode_answer, decode_answers
+from mailprobe.probes.dnsbl.lookup import (
     CLEAN,
     ERROR,
     FAILED,
     LISTED,
-    AnswerError,
     DnsblReport,
     Target,
     ZoneResult,
-    decode_answer,
-    decode_answers,
     plan,
 )
-from mailprobe.dnsbl_zones import (
+from mailprobe.probes.dnsbl.zones import (
     DEFAULT_DOMAIN,
     DEFAULT_IP,
     DOMAIN,
@@ -35,8 +34,8 @@ from mailprobe.dnsbl_zones import (
     dead_reason,
     default_zones,
     known_zone,
+    pydnsbl_zones,
 )
-from mailprobe.nagios import UsageError
 
 ZEN = KNOWN["zen.spamhaus.org"]
 DBL = KNOWN["dbl.spamhaus.org"]
@@ -208,7 +207,7 @@ def test_zone_spec():
 
 
 def parse(*argv: str) -> argparse.Namespace:
-    return make_dnsbl_parser().parse_args(list(argv))
+    return build_parser().parse_args(list(argv))
 
 
 def test_select_zones():
@@ -238,22 +237,23 @@ def test_summarize_orders_listed_first_and_names_failures():
     assert len(report.failed) == 2 and len(report.checked) == 2
 
 
-def test_zone_is_a_pydnsbl_provider():
-    """Our zones plug into pydnsbl's checkers: process_response maps answers to categories."""
-    from types import SimpleNamespace
-
+def test_pydnsbl_catalogue_becomes_zones_without_dead_lists():
+    """--pydnsbl-lists: pydnsbl's providers as zones, curated where we know them, dead left out."""
     import pydnsbl.providers
 
-    import mailprobe.dnsbl_zones as zones_module
+    import mailprobe.probes.dnsbl.zones as zones_module
 
-    provider = ZEN.as_pydnsbl_provider()
-    assert isinstance(provider, pydnsbl.providers.Provider)
-    assert provider.host == ZEN.host
-    answer = [SimpleNamespace(host="127.0.0.4"), SimpleNamespace(host="127.255.255.254")]
-    assert provider.process_response(answer) == {"exploits"}
-    assert ZEN.process_response(answer) == {"exploits"}
+    zones, dead = pydnsbl_zones()
+    names = {z.host for z in zones}
+    assert "zen.spamhaus.org" in names and "dbl.spamhaus.org" in names
+    assert {z.kind for z in zones if z.host == "dbl.spamhaus.org"} == {DOMAIN}
+    assert next(z for z in zones if z.host == "zen.spamhaus.org").codes  # our curated table
+    assert all(dead_reason(name) for name in dead)
+    assert not any(dead_reason(name) for name in names)
+    assert all(name == name.strip() for name in names)  # pydnsbl has 'rhsbl.sorbs.net '
+    every = {p.host.strip() for p in pydnsbl.providers.BASE_PROVIDERS
+             + pydnsbl.providers.BASE_DOMAIN_PROVIDERS}
+    assert names | set(dead) == every
     for name in dir(zones_module):
         if name.startswith("DNSBL_CATEGORY_"):
             assert getattr(zones_module, name) == getattr(pydnsbl.providers, name)
-    assert DBL.process_response([SimpleNamespace(host="127.0.1.4")]) == {"phish"}
-    assert PLAIN.process_response([SimpleNamespace(host="192.0.2.1")]) == set()

@@ -8,8 +8,8 @@ import dns.query
 import dns.rcode
 import pytest
 
-from mailprobe.lab.dnsdelay import DelayingForwarder
-from mailprobe.lab.knot import KnotServer
+from lab.dnsdelay import DelayingForwarder
+from lab.knot import KnotServer
 
 
 @pytest.fixture(scope="module")

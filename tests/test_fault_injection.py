@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from mailprobe.lab.postfix import LAB_DOMAIN, PostfixServer, _pids_of_config
+from lab.postfix import LAB_DOMAIN, PostfixServer, _pids_of_config
 from tests.conftest import PLUGINS, ROOT, PluginRun
 
 OUTSIDE = "127.0.0.2"

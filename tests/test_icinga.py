@@ -8,17 +8,18 @@ import argparse
 import datetime
 import importlib
 import inspect
+import pwd
 import re
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from mailprobe.lab.icinga import CheckResult, Icinga2, icinga2_available, parse_records
-from mailprobe.lab.knot import KnotServer
-from mailprobe.lab.process import LabError
+from lab.icinga import CheckResult, Icinga2, icinga2_available, parse_records
+from lab.knot import KnotServer
+from lab.process import LabError
+from tests.fixtures.installed import RUN_AS, InstalledTree
 from tests.fixtures.postfix import OUTSIDE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -244,7 +245,7 @@ EXPECTED_ARGV = {
         "--mail-domain example.org --nameserver 127.0.0.1:5353 --source-address 127.0.0.2 "
         "-6 -H ::1 -p 2525 -t 60 -v",
     ("mx-full", "mail-dnsbl"):
-        "--domain example.org --nameserver 127.0.0.1:5353 --zone bl.example.net "
+        "--mail-domain example.org --nameserver 127.0.0.1:5353 --zone bl.example.net "
         "--zone dbl.example.net:2:domain -H 192.0.2.10 -t 30",
     ("mx-full", "mail-dnsbl-ipv6"):   # the domain is asked once, over IPv4
         "--nameserver 127.0.0.1:5353 --zone bl.example.net --zone dbl.example.net:2:domain "
@@ -253,8 +254,8 @@ EXPECTED_ARGV = {
         "--nameserver 127.0.0.1:5353 --no-starttls-ok --source-address 127.0.0.2 "
         "-H 127.0.0.1 -p 2525 -t 30",
     ("mx-full", "mail-spf-mx"):
-        "--nameserver 127.0.0.1:5353 --source-address 127.0.0.2 -D example.org -H 127.0.0.1 "
-        "-p 2525 -t 30",
+        "--mail-domain example.org --nameserver 127.0.0.1:5353 --source-address 127.0.0.2 "
+        "-H 127.0.0.1 -p 2525 -t 30",
     # no custom vars: only the address and the timeout
     ("mx-bare", "mail-open-relay"): "-H 127.0.0.3 -t 60 -v",
     ("mx-bare", "mail-dnsbl"): "-H 127.0.0.3 -t 30",
@@ -341,21 +342,23 @@ def lab_dns() -> Iterator[KnotServer]:
 @needs_icinga
 @pytest.mark.integration
 def test_icinga2_runs_the_four_checks_against_the_lab(postfix_open, postfix_closed,
-                                                       lab_dns: KnotServer) -> None:
-    """The contrib config, unchanged, with MailprobePluginDir = this checkout's plugins/: icinga2
-    runs each service's real plugin and records the state it reported."""
+                                                       lab_dns: KnotServer,
+                                                       installed: InstalledTree) -> None:
+    """The contrib config, unchanged, with MailprobePluginDir = the plugin directory of a real
+    install (``./dev install``): icinga2 runs as the unprivileged nagios user, each service's
+    installed plugin as that user, and records the state it reported."""
     hosts = (lab_host("mx-open", postfix_open.port, "openlab.test", lab_dns.nameserver,
                       "192.0.2.10")
              + lab_host("mx-closed", postfix_closed.port, "relaylab.test", lab_dns.nameserver,
                         "192.0.2.20", extra="vars.banner_rdns_no_starttls_ok = true"))
-    # The plugins start with "#!/usr/bin/env python3": put this venv's python first on PATH
-    # (commands.conf's documented alternative is a pip-installed bin directory).
-    path = f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
-    icinga = Icinga2(CONFIG_FILES, extra=hosts,
-                     defines={"MailprobePluginDir": str(ROOT / "plugins")}, env={"PATH": path})
+    icinga = Icinga2(CONFIG_FILES, extra=hosts, user=RUN_AS,
+                     defines={"MailprobePluginDir": str(installed.plugin_dir)},
+                     env={"PATH": "/usr/bin:/bin"})
     wanted = [(host, service) for host in ("mx-open", "mx-closed") for service in MAILER_SERVICES]
     try:
         icinga.start()
+        assert icinga.process.proc is not None
+        assert process_user(icinga.process.proc.pid) == RUN_AS
         since = time.time() - 1
         for host, service in wanted:
             icinga.force_check(host, service)
@@ -380,3 +383,11 @@ def test_icinga2_runs_the_four_checks_against_the_lab(postfix_open, postfix_clos
     assert len(open_relay.output.splitlines()) > 1       # -v: one long-output line per attempt
     assert "192.0.2.10 listed" in results[("mx-open", "mail-dnsbl")].status_line
     assert "+all" in results[("mx-open", "mail-spf-mx")].status_line
+
+
+def process_user(pid: int) -> str:
+    """The user a process runs as (its real uid), read from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return pwd.getpwuid(int(line.split()[1])).pw_name
+    raise AssertionError(f"no Uid line for process {pid}")

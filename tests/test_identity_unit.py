@@ -14,22 +14,19 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from mailprobe.checks.banner_rdns import build_parser, cert_days
-from mailprobe.identity import (
+from mailprobe.findings import Level
+from mailprobe.net.smtp import Reply
+from mailprobe.net.tlscert import CertificateError, hostname_matches, parse_certificate
+from mailprobe.probes.identity.assess import Policy, assess
+from mailprobe.probes.identity.model import (
     AddressIdentity,
     IdentityReport,
-    Level,
-    Policy,
     PTRName,
     ReverseDNS,
     SMTPFacts,
     TLSFacts,
-    assess,
-    generic_reason,
-    host_part,
-    names_match,
 )
-from mailprobe.smtp import Reply
-from mailprobe.tlscert import CertificateError, hostname_matches, parse_certificate
+from mailprobe.probes.identity.names import generic_reason, host_part, names_match
 
 # -- generic / dynamic PTR heuristics ---------------------------------------------------------
 
@@ -285,7 +282,7 @@ def test_cert_days_option_rejects_nonsense(text: str) -> None:
 
 
 def test_parser_requires_a_host() -> None:
-    from mailprobe.nagios import UsageError
+    from mailprobe.checks.plugin import UsageError
 
     with pytest.raises(UsageError):
         build_parser().parse_args(["--strict"])
@@ -295,5 +292,5 @@ def test_the_probe_does_not_import_nagiosplugin() -> None:
     import subprocess
     import sys
 
-    code = "import sys, mailprobe.identity; sys.exit('nagiosplugin' in sys.modules)"
+    code = "import sys, mailprobe.probes.identity.probe; sys.exit('nagiosplugin' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mailprobe.lab.postfix import PostfixServer, _pids_of_config
+from lab.postfix import PostfixServer, _pids_of_config
 from tests.fixtures.postfix import EXTERNAL_DOMAIN as E
 from tests.fixtures.postfix import LAB_DOMAIN as L
 from tests.fixtures.postfix import LOCAL_RECIPIENT, OUTSIDE
@@ -220,8 +220,8 @@ def test_exim_closed_refuses_relaying(exim_closed):
 
 
 def test_exim_stop_leaves_nothing_behind():
-    from mailprobe.lab.exim import EximServer, find_exim
-    from mailprobe.lab.process import LabError
+    from lab.exim import EximServer, find_exim
+    from lab.process import LabError
 
     try:
         find_exim()

@@ -9,15 +9,15 @@ import time
 
 import pytest
 
-from mailprobe.deadline import Deadline
-from mailprobe.lab.smtpd import (
+from lab.smtpd import (
     Behaviour,
     RelayPolicy,
     ScriptedSMTPServer,
     Session,
     parse_path,
 )
-from mailprobe.smtp import Disconnected, ProtocolError, SMTPSession, SMTPTimeout
+from mailprobe.net.deadline import Deadline
+from mailprobe.net.smtp import Disconnected, ProtocolError, SMTPSession, SMTPTimeout
 
 
 def session(srv: ScriptedSMTPServer, seconds: float = 10, **kwargs) -> SMTPSession:
@@ -417,7 +417,7 @@ def test_stop_interrupts_a_drip():
 
 
 def test_tls_certificate_is_loadable():
-    from mailprobe.lab.smtpd import self_signed_certificate
+    from lab.smtpd import self_signed_certificate
 
     cert, key = self_signed_certificate("a.lab.test", "a.lab.test", "127.0.0.1")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from mailprobe.relay.catalogue import CATALOGUE
+from mailprobe.probes.relay.catalogue import CATALOGUE
 from tests.conftest import PluginRun, run_plugin
 
 pytestmark = pytest.mark.integration
@@ -127,7 +127,7 @@ def test_server_deferring_everything_is_a_warning(postfix_factory) -> None:
 
 
 def test_connection_refused_is_critical() -> None:
-    from mailprobe.lab.process import free_port
+    from lab.process import free_port
 
     port = free_port()
     run = run_plugin("check_open_relay", "-H", "127.0.0.1", "-p", str(port),

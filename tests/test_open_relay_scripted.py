@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from mailprobe.lab.smtpd import Behaviour, RelayPolicy, ScriptedSMTPServer, Session
-from mailprobe.relay.catalogue import CATALOGUE
+from lab.smtpd import Behaviour, RelayPolicy, ScriptedSMTPServer, Session
+from mailprobe.probes.relay.catalogue import CATALOGUE
 from tests.conftest import PluginRun, run_plugin
 
 ALL = len(CATALOGUE)

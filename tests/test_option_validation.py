@@ -16,7 +16,7 @@ PLUGINS = {
     "check_open_relay": ("OPEN_RELAY", ["-H", "127.0.0.1", "--mail-domain", "lab.test"]),
     "check_dnsbl": ("DNSBL", ["-H", "192.0.2.10", "--zone", "bl.lab.test"]),
     "check_banner_rdns": ("BANNER_RDNS", ["-H", "127.0.0.1"]),
-    "check_spf_mx": ("SPF_MX", ["-D", "lab.test"]),
+    "check_spf_mx": ("SPF_MX", ["--mail-domain", "lab.test"]),
 }
 WITH_PORT = ["check_open_relay", "check_banner_rdns", "check_spf_mx"]
 
@@ -64,8 +64,8 @@ SPECIFIC: list[tuple[str, str, list[str], str]] = [
     ("check_dnsbl", "malformed-address", ["-H", "192.0.2.300"], r"192\.0\.2\.300"),
     ("check_banner_rdns", "bad-cert-days", ["--starttls-cert-days", "5,10"], r"days"),
     ("check_banner_rdns", "bad-expect-name", ["--expect-name", "bad name!"], r"expect-name|name"),
-    ("check_spf_mx", "domain-is-an-address", ["-D", "192.0.2.1"], r"domain"),
-    ("check_spf_mx", "domain-malformed", ["-D", "lab..test"], r"domain"),
+    ("check_spf_mx", "domain-is-an-address", ["--mail-domain", "192.0.2.1"], r"domain"),
+    ("check_spf_mx", "domain-malformed", ["--mail-domain", "lab..test"], r"domain"),
 ]
 
 
@@ -136,7 +136,7 @@ def test_unreadable_list_file(kind: str, tmp_path: Path) -> None:
                                   "2001:db8::25", "bücher.example", "_smtp.lab.test",
                                   "a-b.c-d.test"])
 def test_valid_hosts_pass(host: str) -> None:
-    from mailprobe.nagios import host_name_problem
+    from mailprobe.checks.plugin import host_name_problem
 
     assert host_name_problem(host) is None
 
@@ -145,6 +145,6 @@ def test_valid_hosts_pass(host: str) -> None:
                                   "192.0.2.300", "1.2.3", "user@mx.test", "[127.0.0.1]",
                                   "a" * 64 + ".test", "mx.test/25", ""])
 def test_invalid_hosts_fail(host: str) -> None:
-    from mailprobe.nagios import host_name_problem
+    from mailprobe.checks.plugin import host_name_problem
 
     assert host_name_problem(host) is not None

@@ -15,18 +15,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from mailprobe.dnsbl import AnswerError, Target, decode_answer, decode_answers
-from mailprobe.dnsbl_zones import DOMAIN, KNOWN, Zone
-from mailprobe.relay.catalogue import (
-    CATALOGUE,
-    CONTROL,
-    AddressError,
-    Targets,
-    check_domain,
-    check_local_part,
-    select,
-)
-from mailprobe.smtp import (
+from mailprobe.net.smtp import (
     ProtocolError,
     Reply,
     greeting_name,
@@ -35,7 +24,19 @@ from mailprobe.smtp import (
     parse_reply_line,
     printable,
 )
-from mailprobe.spf import SPFSyntaxError, parse_record, parse_term
+from mailprobe.probes.dnsbl.decode import AnswerError, decode_answer, decode_answers
+from mailprobe.probes.dnsbl.lookup import Target
+from mailprobe.probes.dnsbl.zones import DOMAIN, KNOWN, Zone
+from mailprobe.probes.relay.catalogue import (
+    CATALOGUE,
+    CONTROL,
+    AddressError,
+    Targets,
+    check_domain,
+    check_local_part,
+    select,
+)
+from mailprobe.probes.spf.lint import SPFSyntaxError, parse_record, parse_term
 
 SETTINGS = settings(max_examples=400, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -143,7 +144,7 @@ def test_every_attempt_builds_one_command_line(ext: str, user: str, dom: str,
                                _checked(dom, check_domain))
     if ext_ok is None or user_ok is None or dom_ok is None:
         return
-    from mailprobe.smtp import ip_literal
+    from mailprobe.net.smtp import ip_literal
 
     targets = Targets(ext=ext_ok, user=user_ok, dom=dom_ok, ip=ip_literal(str(ip)))
     for attempt in (CONTROL, *CATALOGUE):

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailprobe.relay.catalogue import (
+from mailprobe.net.smtp import Reply
+from mailprobe.probes.relay.catalogue import (
     CATALOGUE,
     CONTROL,
     AddressError,
@@ -16,8 +17,7 @@ from mailprobe.relay.catalogue import (
     check_local_part,
     select,
 )
-from mailprobe.relay.verdict import AttemptResult, Outcome, Tally, classify, classify_data
-from mailprobe.smtp import Reply
+from mailprobe.probes.relay.verdict import AttemptResult, Outcome, Tally, classify, classify_data
 
 TARGETS = Targets(ext="example.net", user="relaytest", dom="relaylab.test", ip="[127.0.0.1]")
 

@@ -1,4 +1,4 @@
-"""Unit tests for the SMTP reply parser (mailprobe.smtp)."""
+"""Unit tests for the SMTP reply parser (mailprobe.net.smtp)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailprobe.smtp import (
+from mailprobe.net.smtp import (
     ProtocolError,
     Reply,
     greeting_name,

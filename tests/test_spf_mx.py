@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
-from mailprobe.lab.knot import KnotServer
-from mailprobe.lab.process import free_port
+from lab.knot import KnotServer
+from lab.process import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +22,7 @@ _spf TXT "v=spf1 ip4:192.0.2.0/24 -all"
 _dmarc TXT "v=DMARC1; p=reject; rua=mailto:dmarc@example.test"
 """
 
-# The lab Postfix's banner names mx.relaylab.test (mailprobe.lab.postfix.LAB_DOMAIN).
+# The lab Postfix's banner names mx.relaylab.test (lab.postfix.LAB_DOMAIN).
 RELAYLAB = """\
 @ MX 10 mx
 mx A 127.0.0.1
@@ -105,7 +105,7 @@ def spf_mx(knot, plugin):
 
 
 def test_good_domain_and_passing_mailer(spf_mx):
-    run = spf_mx("-D", "example.test", "-H", "127.0.0.2")
+    run = spf_mx("--mail-domain", "example.test", "-H", "127.0.0.2")
     assert run.returncode == 0, run.stdout
     assert run.summary == ("SPF_MX OK - example.test: SPF pass for 127.0.0.2, SPF -all, "
                            "2 DNS lookups, 2 MX hosts, DMARC p=reject")
@@ -118,26 +118,26 @@ def test_good_domain_and_passing_mailer(spf_mx):
 
 
 def test_failing_mailer_is_critical(spf_mx):
-    run = spf_mx("-D", "example.test", "-H", "127.0.0.3")
+    run = spf_mx("--mail-domain", "example.test", "-H", "127.0.0.3")
     assert run.returncode == 2, run.stdout
     assert run.summary == "SPF_MX CRITICAL - SPF fail for 127.0.0.3"
     assert "OK: mailer 127.0.0.3 is not among the MX hosts of example.test" in run.long_output
 
 
 def test_expect_mx_warns_when_mailer_is_not_an_mx(spf_mx):
-    run = spf_mx("-D", "example.test", "-H", "127.0.0.20", "--expect-mx")
+    run = spf_mx("--mail-domain", "example.test", "-H", "127.0.0.20", "--expect-mx")
     # 127.0.0.20 is mx2 (passes through the mx mechanism)
     assert run.returncode == 0, run.stdout
-    run = spf_mx("-D", "soft.cases.test", "-H", "127.0.0.2", "--expect-mx")
+    run = spf_mx("--mail-domain", "soft.cases.test", "-H", "127.0.0.2", "--expect-mx")
     assert run.returncode == 0, run.stdout  # mx.cases.test is 127.0.0.2
-    run = spf_mx("-D", "redir.cases.test", "-H", "127.0.0.5", "--expect-mx")
+    run = spf_mx("--mail-domain", "redir.cases.test", "-H", "127.0.0.5", "--expect-mx")
     assert run.returncode == 2, run.stdout
     assert "WARNING: mailer 127.0.0.5 is not among the MX hosts of redir.cases.test" \
         in run.long_output
 
 
 def test_verbose_shows_the_include_tree(spf_mx):
-    run = spf_mx("-D", "example.test", "-v")
+    run = spf_mx("--mail-domain", "example.test", "-v")
     assert run.returncode == 0, run.stdout
     assert "SPF include tree:" in run.long_output
     assert "  example.test: v=spf1 ip4:127.0.0.2 mx include:_spf.example.test -all" \
@@ -177,25 +177,25 @@ def test_domain_cannot_be_guessed(spf_mx):
     port = free_port()  # nothing listens there
     run = spf_mx("-H", "127.0.0.1", "-p", str(port))
     assert run.returncode == 3, run.stdout
-    assert run.summary.startswith("SPF_MX UNKNOWN - no -D/--domain given and none could be "
+    assert run.summary.startswith("SPF_MX UNKNOWN - no --mail-domain given and none could be "
                                   "guessed from -H: no banner from 127.0.0.1 port")
 
 
 def test_no_domain_and_no_mailer_is_unknown(spf_mx):
     run = spf_mx()
     assert run.returncode == 3
-    assert run.summary.startswith("SPF_MX UNKNOWN - bad option: give -D/--domain")
+    assert run.summary.startswith("SPF_MX UNKNOWN - bad option: give --mail-domain")
 
 
 def test_two_spf_records(spf_mx):
-    run = spf_mx("-D", "two.cases.test", "-H", "127.0.0.2")
+    run = spf_mx("--mail-domain", "two.cases.test", "-H", "127.0.0.2")
     assert run.returncode == 2, run.stdout
     assert run.summary.startswith("SPF_MX CRITICAL - SPF permerror for 127.0.0.2")
     assert "2 SPF records at two.cases.test" in run.summary
 
 
 def test_eleven_lookups_through_nested_includes(spf_mx):
-    run = spf_mx("-D", "many.cases.test", "-H", "127.0.0.3")
+    run = spf_mx("--mail-domain", "many.cases.test", "-H", "127.0.0.3")
     assert run.returncode == 2, run.stdout
     assert run.perf_value("spf_lookups") == 11
     assert "11 DNS lookups (limit 10)" in run.summary
@@ -203,32 +203,32 @@ def test_eleven_lookups_through_nested_includes(spf_mx):
 
 
 def test_failing_mailer_and_too_many_lookups(spf_mx):
-    run = spf_mx("-D", "toomany.cases.test", "-H", "127.0.0.3")
+    run = spf_mx("--mail-domain", "toomany.cases.test", "-H", "127.0.0.3")
     assert run.returncode == 2, run.stdout
     assert run.summary == "SPF_MX CRITICAL - SPF fail for 127.0.0.3; 11 DNS lookups (limit 10)"
 
 
 def test_nine_lookups_warn_and_thresholds_are_overridable(spf_mx):
-    run = spf_mx("-D", "nine.cases.test")
+    run = spf_mx("--mail-domain", "nine.cases.test")
     assert run.returncode == 1, run.stdout
     assert run.summary == "SPF_MX WARNING - 9 DNS lookups (warning above 8)"
     assert run.perfdata["spf_lookups"] == "9;8;10;0"
-    run = spf_mx("-D", "nine.cases.test", "-w", "9", "-c", "10")
+    run = spf_mx("--mail-domain", "nine.cases.test", "-w", "9", "-c", "10")
     assert run.returncode == 0, run.stdout
-    run = spf_mx("-D", "nine.cases.test", "-w", "5", "-c", "8")
+    run = spf_mx("--mail-domain", "nine.cases.test", "-w", "5", "-c", "8")
     assert run.returncode == 2
     assert run.summary == "SPF_MX CRITICAL - 9 DNS lookups (limit 8)"
 
 
 def test_include_loop(spf_mx):
-    run = spf_mx("-D", "loop.cases.test")
+    run = spf_mx("--mail-domain", "loop.cases.test")
     assert run.returncode == 2, run.stdout
     assert ("SPF permerror: include loop loop.cases.test -> loop2.cases.test -> "
             "loop.cases.test") in run.summary
 
 
 def test_void_lookups(spf_mx):
-    run = spf_mx("-D", "void.cases.test", "-H", "127.0.0.2")
+    run = spf_mx("--mail-domain", "void.cases.test", "-H", "127.0.0.2")
     assert run.returncode == 2, run.stdout
     assert run.perf_value("spf_void_lookups") == 3
     assert run.perfdata["spf_void_lookups"] == "3;;2;0"
@@ -238,7 +238,7 @@ def test_void_lookups(spf_mx):
 
 
 def test_plus_all(spf_mx):
-    run = spf_mx("-D", "plusall.cases.test", "-H", "127.0.0.9")
+    run = spf_mx("--mail-domain", "plusall.cases.test", "-H", "127.0.0.9")
     assert run.returncode == 2, run.stdout
     assert run.summary == "SPF_MX CRITICAL - SPF +all authorises every host on the Internet"
     assert "OK: SPF pass for 127.0.0.9" in run.long_output
@@ -249,7 +249,7 @@ def test_plus_all(spf_mx):
     ("noall.cases.test", "SPF has no 'all' and no redirect: unlisted hosts get neutral"),
 ])
 def test_weak_all_warns(spf_mx, domain, text):
-    run = spf_mx("-D", domain)
+    run = spf_mx("--mail-domain", domain)
     assert run.returncode == 1, run.stdout
     assert run.summary == f"SPF_MX WARNING - {text}"
 
@@ -259,43 +259,43 @@ def test_weak_all_warns(spf_mx, domain, text):
     ("noall.cases.test", "neutral"), ("nospf.cases.test", "none"),
 ])
 def test_evaluation_results_that_warn(spf_mx, domain, result):
-    run = spf_mx("-D", domain, "-H", "127.0.0.3")
+    run = spf_mx("--mail-domain", domain, "-H", "127.0.0.3")
     assert run.returncode == 1, run.stdout
     assert f"SPF {result} for 127.0.0.3" in run.summary
 
 
 def test_redirect_is_followed(spf_mx):
-    run = spf_mx("-D", "redir.cases.test", "-H", "127.0.0.2")
+    run = spf_mx("--mail-domain", "redir.cases.test", "-H", "127.0.0.2")
     assert run.returncode == 0, run.stdout
     assert "SPF -all" in run.summary
     assert run.perf_value("spf_lookups") == 1
 
 
 def test_ptr_is_deprecated(spf_mx):
-    run = spf_mx("-D", "ptr.cases.test")
+    run = spf_mx("--mail-domain", "ptr.cases.test")
     assert run.returncode == 1, run.stdout
     assert "ptr is deprecated" in run.summary
 
 
 def test_syntax_error(spf_mx):
-    run = spf_mx("-D", "syntax.cases.test", "-H", "127.0.0.2")
+    run = spf_mx("--mail-domain", "syntax.cases.test", "-H", "127.0.0.2")
     assert run.returncode == 2, run.stdout
     assert "SPF permerror: syntax error at syntax.cases.test: bad IPv4 address in " \
         "ip4:300.1.1.1" in run.summary
 
 
 def test_null_mx(spf_mx):
-    run = spf_mx("-D", "nullmx.cases.test")
+    run = spf_mx("--mail-domain", "nullmx.cases.test")
     assert run.returncode == 2, run.stdout
     assert run.summary == "SPF_MX CRITICAL - nullmx.cases.test accepts no mail (null MX, RFC 7505)"
     assert run.perf_value("mx_hosts") == 0
-    run = spf_mx("-D", "nullmx.cases.test", "--allow-null-mx")
+    run = spf_mx("--mail-domain", "nullmx.cases.test", "--allow-null-mx")
     assert run.returncode == 0, run.stdout
     assert "null MX (accepts no mail)" in run.summary
 
 
 def test_mx_to_cname_warns(spf_mx):
-    run = spf_mx("-D", "cname.cases.test", "-H", "127.0.0.2")
+    run = spf_mx("--mail-domain", "cname.cases.test", "-H", "127.0.0.2")
     assert run.returncode == 1, run.stdout
     assert run.summary == ("SPF_MX WARNING - MX host alias.cases.test is a CNAME to "
                            "mx.cases.test (RFC 2181 10.3: must not be)")
@@ -303,48 +303,48 @@ def test_mx_to_cname_warns(spf_mx):
 
 
 def test_mx_host_without_address(spf_mx):
-    run = spf_mx("-D", "noaddr.cases.test")
+    run = spf_mx("--mail-domain", "noaddr.cases.test")
     assert run.returncode == 2, run.stdout
     assert run.summary == "SPF_MX CRITICAL - MX host ghost.cases.test has no address (A/AAAA)"
 
 
 def test_mx_ip_literal(spf_mx):
-    run = spf_mx("-D", "iplit.cases.test")
+    run = spf_mx("--mail-domain", "iplit.cases.test")
     assert run.returncode == 2, run.stdout
     assert "MX host 127.0.0.9 is an IP address" in run.summary
 
 
 def test_implicit_mx_and_no_mx_at_all(spf_mx):
-    run = spf_mx("-D", "nomx.cases.test", "-H", "127.0.0.2", "--expect-mx")
+    run = spf_mx("--mail-domain", "nomx.cases.test", "-H", "127.0.0.2", "--expect-mx")
     assert run.returncode == 1, run.stdout
     assert "has no MX record: mail falls back to its own address 127.0.0.2" in run.summary
     assert "OK: mailer 127.0.0.2 is MX host nomx.cases.test" in run.long_output
-    run = spf_mx("-D", "nothing.cases.test")
+    run = spf_mx("--mail-domain", "nothing.cases.test")
     assert run.returncode == 2, run.stdout
     assert "nothing.cases.test has no MX and no address" in run.summary
 
 
 def test_dmarc(spf_mx):
-    run = spf_mx("-D", "soft.cases.test")
+    run = spf_mx("--mail-domain", "soft.cases.test")
     assert run.returncode == 0, run.stdout
     assert "no DMARC" in run.summary
-    run = spf_mx("-D", "soft.cases.test", "--require-dmarc")
+    run = spf_mx("--mail-domain", "soft.cases.test", "--require-dmarc")
     assert run.returncode == 1
     assert run.summary == "SPF_MX WARNING - no DMARC record for soft.cases.test"
-    run = spf_mx("-D", "dmarcbad.cases.test", "--require-dmarc")
+    run = spf_mx("--mail-domain", "dmarcbad.cases.test", "--require-dmarc")
     assert run.returncode == 1
     assert "invalid DMARC record at _dmarc.dmarcbad.cases.test" in run.summary
 
 
 def test_dns_failure_on_an_include_is_temperror(spf_mx):
-    run = spf_mx("-D", "tempinc.cases.test", "-H", "127.0.0.3")
+    run = spf_mx("--mail-domain", "tempinc.cases.test", "-H", "127.0.0.3")
     assert run.returncode == 3, run.stdout
     assert "SPF temperror for 127.0.0.3" in run.summary
     assert "SPF temperror: include:elsewhere.invalid: DNS look-up failed" in run.summary
 
 
 def test_dns_failure_on_the_domain_is_unknown(spf_mx):
-    run = spf_mx("-D", "not-served.invalid")
+    run = spf_mx("--mail-domain", "not-served.invalid")
     assert run.returncode == 3, run.stdout
     assert run.summary == ("SPF_MX UNKNOWN - DNS look-up not-served.invalid TXT failed: "
                            "the resolver answered REFUSED")
@@ -355,7 +355,7 @@ def test_silent_nameserver_stays_within_timeout(plugin):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
         silent.bind(("127.0.0.1", port))
         run = plugin("check_spf_mx", "--nameserver", f"127.0.0.1:{port}", "-t", "2",
-                     "-D", "example.test")
+                     "--mail-domain", "example.test")
     assert run.returncode == 3, run.stdout
     assert "example.test TXT" in run.summary
     assert run.seconds < 3.0 + 1.0  # -t plus 1 s (interpreter start-up included)

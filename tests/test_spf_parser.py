@@ -18,11 +18,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailprobe.deadline import Deadline
-from mailprobe.dmarc import DMARCSyntaxError, organizational_domain, parse_dmarc
-from mailprobe.dns import DNSFailure, Lookup
 from mailprobe.findings import CRITICAL, WARNING
-from mailprobe.spf import (
+from mailprobe.net.deadline import Deadline
+from mailprobe.net.dns import DNSFailure, Lookup
+from mailprobe.probes.dmarc import DMARCSyntaxError, organizational_domain, parse_dmarc
+from mailprobe.probes.spf.evaluate import evaluate
+from mailprobe.probes.spf.lint import (
     LOOKUP_LIMIT,
     VOID_LIMIT,
     SPFSyntaxError,
@@ -31,7 +32,6 @@ from mailprobe.spf import (
     parse_record,
     parse_term,
 )
-from mailprobe.spf_eval import evaluate
 
 SUITE = Path(__file__).parent / "data" / "rfc7208-tests.json"
 

@@ -190,11 +190,11 @@ def check_argv(mailer: Mailer, check: str, defaults: dict[str, list[str]],
     if check == "dnsbl":
         argv += ["-H", mailer.outbound_address or mailer.target]
         if mailer.mail_domain:
-            argv += ["--domain", mailer.mail_domain]
+            argv += ["--mail-domain", mailer.mail_domain]
     elif check == "spf_mx":
         argv += ["-H", mailer.target]
         if mailer.mail_domain:
-            argv += ["-D", mailer.mail_domain]
+            argv += ["--mail-domain", mailer.mail_domain]
     else:
         argv += ["-H", mailer.target]
         if check == "open_relay" and mailer.mail_domain:
@@ -232,12 +232,8 @@ def run_check(settings: Settings, mailer: Mailer, check: str, key: str,
               extra: Sequence[str] = ()) -> Outcome:
     argv = [settings.python, "-c", RUNNER, check,
             *check_argv(mailer, check, settings.defaults, extra)]
-    env = dict(os.environ)
-    lib = str(Path(__file__).resolve().parent.parent)
-    if lib not in sys.path:   # run from a source checkout: let the child find mailprobe too
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [lib, env.get("PYTHONPATH")]))
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, env=env,
+        proc = subprocess.run(argv, capture_output=True, text=True,
                               timeout=settings.check_timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         return Outcome(mailer.name, key, UNKNOWN,
@@ -295,7 +291,7 @@ class StateFile:
         if not entry:
             return None
         value = entry.get("state")
-        return value if value in STATE_NAMES else None  # type: ignore[return-value]
+        return value if isinstance(value, int) and value in STATE_NAMES else None
 
     def record(self, outcome: Outcome) -> None:
         entries = self.results.setdefault(outcome.mailer, {})
@@ -510,9 +506,9 @@ def _check_arg(text: str) -> tuple[str, str]:
     return check, value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "mailprobe-cron") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="mailprobe-cron",
+        prog=prog,
         description="Run mailprobe's checks for the mailers in a configuration file and mail "
                     "each postmaster when a check gets worse or recovers. Quiet unless -v; "
                     "exit 1 when a report could not be sent, 2 for a configuration error.")
@@ -540,8 +536,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "mailprobe-cron") -> int:
+    args = build_parser(prog).parse_args(argv)
     try:
         if args.only_nth_weekday and not nth_weekday_today(args.only_nth_weekday,
                                                            datetime.date.today()):
@@ -558,7 +554,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             extra.setdefault(check, []).append(value)
         result = run(settings, args.checks, args.mailer, args.tag, extra, args.dry_run)
     except ConfigError as exc:
-        print(f"mailprobe-cron: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     if args.verbose:
         for outcome in result.outcomes:
@@ -567,7 +563,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for message in result.messages:
             print(message.as_string())
     for failure in result.failures:
-        print(f"mailprobe-cron: {failure}", file=sys.stderr)
+        print(f"{prog}: {failure}", file=sys.stderr)
     return 1 if result.failures else 0
 
 

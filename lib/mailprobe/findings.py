@@ -20,7 +20,7 @@ class Level(IntEnum):
 
 
 OK, WARNING, CRITICAL, UNKNOWN = Level.OK, Level.WARNING, Level.CRITICAL, Level.UNKNOWN
-LEVEL_NAMES = {level: level.name for level in Level}
+LEVEL_NAMES: dict[int, str] = {level: level.name for level in Level}
 
 
 @dataclass(frozen=True)

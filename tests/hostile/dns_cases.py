@@ -1,13 +1,13 @@
 """The catalogue of bad DNS behaviours, and the documented state of each plugin facing it.
 
-Every case is a :class:`~mailprobe.lab.dnsd.ScriptedDNSServer` serving :data:`GOOD` (a correct
+Every case is a :class:`~lab.dnsd.ScriptedDNSServer` serving :data:`GOOD` (a correct
 world: mx.lab.test at 127.0.0.1 with PTR and FCrDNS, MX, SPF, DMARC, and the DNSBL zone
 bl.lab.test where 192.0.2.10 is not listed) with one thing broken. The plugins are run as
 test_dns_hostile.py says:
 
 * ``dnsbl``: ``check_dnsbl -H 192.0.2.10 --zone bl.lab.test`` (an address, so only the list's
   answers matter; ``-H mx.lab.test`` when ``dnsbl_by_name``);
-* ``spf``: ``check_spf_mx -D lab.test -H mx.lab.test``;
+* ``spf``: ``check_spf_mx --mail-domain lab.test -H mx.lab.test``;
 * ``rdns``: ``check_banner_rdns -H 127.0.0.1`` against a correct scripted SMTP server;
 * ``relay``: ``check_open_relay -H mx.lab.test --tests plain`` (the name must be resolved).
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mailprobe.lab.dnsd import Fault
+from lab.dnsd import Fault
 from tests.hostile.expect import CRITICAL, OK, UNKNOWN, WARNING, Expect, as_tuple
 
 GOOD = """

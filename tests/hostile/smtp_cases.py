@@ -1,6 +1,6 @@
 """The catalogue of misbehaving SMTP servers, and the documented state of each plugin facing it.
 
-Every case is a scripted server (:mod:`mailprobe.lab.smtpd`) on loopback. ``relay`` is what
+Every case is a scripted server (:mod:`lab.smtpd`) on loopback. ``relay`` is what
 check_open_relay must say (spoken from 127.0.0.2, ``--mail-domain lab.test``), ``rdns`` what
 check_banner_rdns must say (with a correct PTR/FCrDNS for the server's address served by the
 scripted DNS server, so only the SMTP side is hostile). Several :class:`Expect` for one plugin
@@ -17,7 +17,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mailprobe.lab.smtpd import Behaviour, RelayPolicy, ReplyValue, Session
+from lab.smtpd import Behaviour, RelayPolicy, ReplyValue, Session
 from tests.hostile.expect import CRITICAL, OK, UNKNOWN, WARNING, Expect, as_tuple
 
 NO_SERVER = "no-server"  # a case whose "server" is a port nobody listens on

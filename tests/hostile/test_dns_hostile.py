@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from mailprobe.lab.dnsd import DNSBehaviour, ScriptedDNSServer
-from mailprobe.lab.smtpd import Behaviour, ScriptedSMTPServer
+from lab.dnsd import DNSBehaviour, ScriptedDNSServer
+from lab.smtpd import Behaviour, ScriptedSMTPServer
 from tests.conftest import run_plugin
 from tests.hostile.dns_cases import DNS_CASES, DNSCase
 from tests.hostile.expect import Expect, assert_run
@@ -29,7 +29,7 @@ def argv(plugin: str, expect: Expect, nameserver: str, smtp: ScriptedSMTPServer)
         return ["check_dnsbl", *target, "--zone", "bl.lab.test", *common, *extra]
     if plugin == "spf":
         target = [] if "-H" in extra else ["-H", "mx.lab.test"]
-        return ["check_spf_mx", "-D", "lab.test", *target, *common, *extra]
+        return ["check_spf_mx", "--mail-domain", "lab.test", *target, *common, *extra]
     if plugin == "rdns":
         return ["check_banner_rdns", "-H", "127.0.0.1", *port, "--no-starttls-ok", *common,
                 *extra]

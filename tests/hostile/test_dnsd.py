@@ -13,7 +13,7 @@ import dns.query
 import dns.rcode
 import pytest
 
-from mailprobe.lab.dnsd import DNSBehaviour, Fault, ScriptedDNSServer
+from lab.dnsd import DNSBehaviour, Fault, ScriptedDNSServer
 
 RECORDS = """
 mx.lab.test.          A     127.0.0.1

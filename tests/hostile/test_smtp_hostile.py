@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import dns.reversename
 import pytest
 
-from mailprobe.lab.dnsd import DNSBehaviour, ScriptedDNSServer
-from mailprobe.lab.process import free_port
-from mailprobe.lab.smtpd import ScriptedSMTPServer
+from lab.dnsd import DNSBehaviour, ScriptedDNSServer
+from lab.process import free_port
+from lab.smtpd import ScriptedSMTPServer
 from tests.conftest import run_plugin
 from tests.hostile.expect import assert_run
 from tests.hostile.smtp_cases import SMTP_CASES, SMTPCase

@@ -7,18 +7,13 @@ from collections.abc import Sequence
 
 import nagiosplugin
 
-from mailprobe import nagios
-from mailprobe.deadline import Deadline
-from mailprobe.dns import Lookup, make_resolver
+from mailprobe.checks import plugin
 from mailprobe.findings import Finding, Level
-from mailprobe.identity import (
-    IdentityReport,
-    Policy,
-    ProbeOptions,
-    TargetError,
-    assess,
-    probe,
-)
+from mailprobe.net.deadline import Deadline
+from mailprobe.net.dns import Lookup, make_resolver
+from mailprobe.probes.identity.assess import Policy, assess
+from mailprobe.probes.identity.model import IdentityReport
+from mailprobe.probes.identity.probe import ProbeOptions, TargetError, probe
 
 NAME = "BANNER_RDNS"
 DESCRIPTION = """\
@@ -54,14 +49,13 @@ def cert_days(text: str) -> tuple[float, float]:
     return warn, crit
 
 
-def build_parser() -> nagios.PluginArgumentParser:
-    parser = nagios.make_parser("check_banner_rdns", DESCRIPTION, default_timeout=30)
+def build_parser() -> plugin.PluginArgumentParser:
+    parser = plugin.make_parser("check_banner_rdns", DESCRIPTION, default_timeout=30)
     target = parser.add_argument_group("target")
-    target.add_argument("-H", "--hostname", required=True,
-                        help="mail server name or address (a name: every address is checked)")
-    target.add_argument("--ehlo", metavar="NAME",
-                        help="name we send in EHLO (default: our address literal, "
-                             "e.g. [192.0.2.1])")
+    plugin.add_hostname(target, "mail server name or address (a name: every address is "
+                        "checked)", required=True)
+    plugin.add_helo(target, "name we send in EHLO (default: our address literal, "
+                    "e.g. [192.0.2.1])")
     policy = parser.add_argument_group("policy")
     policy.add_argument("--expect-name", metavar="NAME",
                         help="the name PTR, banner and EHLO must all show (default: the PTR name)")
@@ -73,14 +67,14 @@ def build_parser() -> nagios.PluginArgumentParser:
                         help="STARTTLS and check the certificate: WARNING when it expires within "
                              "N days, CRITICAL within M (default 0); reports its names")
     limits = parser.add_argument_group("thresholds")
-    limits.add_argument("-w", "--warning", type=nagios.nagios_range, metavar="RANGE",
+    limits.add_argument("-w", "--warning", type=plugin.nagios_range, metavar="RANGE",
                         help="seconds to the banner for WARNING (e.g. 5)")
-    limits.add_argument("-c", "--critical", type=nagios.nagios_range, metavar="RANGE",
+    limits.add_argument("-c", "--critical", type=plugin.nagios_range, metavar="RANGE",
                         help="seconds to the banner for CRITICAL (e.g. 20)")
     return parser
 
 
-class Identity(nagiosplugin.Resource):
+class BannerRdns(nagiosplugin.Resource):
     """Runs the identity probe and yields one metric per finding plus the timings."""
 
     def __init__(self, args: argparse.Namespace, deadline: Deadline) -> None:
@@ -102,20 +96,20 @@ class Identity(nagiosplugin.Resource):
             port=args.port,
             family=4 if args.ipv4 else 6 if args.ipv6 else 0,
             source_address=args.source_address,
-            ehlo_name=args.ehlo,
+            ehlo_name=args.helo,
             starttls_certificate=args.starttls_cert_days is not None,
         )
         self.lookup = Lookup(resolver, dns_deadline)
         try:
             report = probe(args.hostname, self.lookup, self.deadline, options)
         except TargetError as exc:
-            raise nagios.UsageError(str(exc)) from exc
+            raise plugin.UsageError(str(exc)) from exc
         self.report = report
         policy = Policy(strict=args.strict, expect_name=args.expect_name,
                         starttls_required=not args.no_starttls_ok,
                         cert_days=args.starttls_cert_days)
         self.findings = [self._threshold_aware(f) for f in assess(report, policy)]
-        metrics = [nagios.finding_metric(f"finding_{i}", f.level, self._text(f))
+        metrics = [plugin.finding_metric(f"finding_{i}", f.level, self._text(f))
                    for i, f in enumerate(self.findings)]
         smtp = [a.smtp for a in report.addresses if a.smtp is not None]
         banner_times = [s.banner_time for s in smtp if s.banner_time is not None]
@@ -155,10 +149,10 @@ class Identity(nagiosplugin.Resource):
         return finding
 
 
-class IdentitySummary(nagiosplugin.Summary):
+class BannerRdnsSummary(nagiosplugin.Summary):
     """OK: the identity in one glance. Otherwise: the problems, worst first, then the identity."""
 
-    def __init__(self, resource: Identity, verbose: int) -> None:
+    def __init__(self, resource: BannerRdns, verbose: int) -> None:
         self.resource = resource
         self.verbosity = verbose
 
@@ -180,7 +174,7 @@ class IdentitySummary(nagiosplugin.Summary):
         return long_output(self.resource, results, self.verbosity)
 
 
-def long_output(resource: Identity, results: nagiosplugin.Results, verbose: int) -> list[str]:
+def long_output(resource: BannerRdns, results: nagiosplugin.Results, verbose: int) -> list[str]:
     """One line per finding (state first), then details by verbosity."""
     lines = []
     for result in results:
@@ -216,23 +210,23 @@ class PerfOnly(nagiosplugin.ScalarContext):
 
 
 def build(args: argparse.Namespace, deadline: Deadline) -> nagiosplugin.Check:
-    if args.expect_name and nagios.host_name_problem(args.expect_name):
-        raise nagios.UsageError(f"--expect-name {nagios.printable(args.expect_name)!r}: "
-                                f"{nagios.host_name_problem(args.expect_name)}")
-    resource = Identity(args, deadline)
+    if args.expect_name and plugin.host_name_problem(args.expect_name):
+        raise plugin.UsageError(f"--expect-name {plugin.printable(args.expect_name)!r}: "
+                                f"{plugin.host_name_problem(args.expect_name)}")
+    resource = BannerRdns(args, deadline)
     days = args.starttls_cert_days
-    return nagiosplugin.Check(
+    return plugin.Check(
         resource,
-        nagios.FindingContext(),
+        plugin.FindingContext(),
         nagiosplugin.ScalarContext("banner_time", args.warning, args.critical,
                                    fmt_metric="banner after {value:.2f}s"),
         nagiosplugin.ScalarContext("ehlo_time"),
         nagiosplugin.ScalarContext("time"),
         PerfOnly("cert_days", f"{days[0]:g}:" if days else None,
                  f"{days[1]:g}:" if days else None),
-        IdentitySummary(resource, args.verbose),
+        BannerRdnsSummary(resource, args.verbose),
     )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    nagios.run(NAME, build_parser(), build, argv)
+    plugin.run(NAME, build_parser(), build, argv)

@@ -9,9 +9,21 @@ from pathlib import Path
 
 import nagiosplugin
 
-from mailprobe.deadline import Deadline
-from mailprobe.dns import is_ip_address
-from mailprobe.dnsbl import (
+from mailprobe.checks.plugin import (
+    Check,
+    PluginArgumentParser,
+    UsageError,
+    add_mail_domain,
+    make_parser,
+    nagios_range,
+    positive_seconds,
+    problem_texts,
+    run,
+    severity,
+)
+from mailprobe.net.deadline import Deadline
+from mailprobe.net.dns import is_ip_address
+from mailprobe.probes.dnsbl.lookup import (
     ERROR,
     FAILED,
     DnsblReport,
@@ -20,23 +32,21 @@ from mailprobe.dnsbl import (
     probe,
     resolve_host,
 )
-from mailprobe.dnsbl_zones import CURATED, DOMAIN, IP, Zone, dead_reason, default_zones, known_zone
-from mailprobe.nagios import (
-    UsageError,
-    make_parser,
-    nagios_range,
-    positive_seconds,
-    run,
+from mailprobe.probes.dnsbl.zones import (
+    CURATED,
+    DOMAIN,
+    IP,
+    Zone,
+    dead_reason,
+    default_zones,
+    known_zone,
+    pydnsbl_zones,
 )
 
 NAME = "DNSBL"
 MAX_NAMED = 3  # lists that could not be checked, named on the status line (all in long output)
 STATES = {"ok": nagiosplugin.Ok, "warning": nagiosplugin.Warn,
           "critical": nagiosplugin.Critical, "unknown": nagiosplugin.Unknown}
-# Icinga's severity order: a definite CRITICAL finding outranks "could not check" (UNKNOWN),
-# which outranks WARNING; so one list timing out never hides a listing that is critical.
-SEVERITY = {nagiosplugin.Ok: 0, nagiosplugin.Warn: 1, nagiosplugin.Unknown: 2,
-            nagiosplugin.Critical: 3}
 
 DESCRIPTION = f"""\
 Checks whether a mail server's IP addresses (-H) and/or a mail domain (--domain) are listed on
@@ -132,6 +142,9 @@ def select_zones(args: argparse.Namespace) -> list[Zone]:
     chosen: list[Zone] = list(args.zone or [])
     for path in args.list or []:
         chosen.extend(read_list(path))
+    if getattr(args, "pydnsbl_lists", False):
+        catalogue, args.dead_left_out = pydnsbl_zones()
+        chosen.extend(catalogue)
     if not chosen:
         chosen = default_zones()
     chosen.extend(args.add_zone or [])
@@ -178,7 +191,7 @@ def make_targets(args: argparse.Namespace, deadline: Deadline) -> list[Target]:
         family = 4 if args.ipv4 else 6 if args.ipv6 else 0
         targets.extend(t for t in read_hosts(path)
                        if t not in targets and (not family or t.family == family))
-    for domain in args.domain or []:
+    for domain in args.mail_domain or []:
         try:
             targets.append(Target.domain(domain))
         except ValueError as exc:
@@ -246,9 +259,9 @@ class DnsblContext(nagiosplugin.Context):
         elif not self.warning.match(metric.value):
             state = nagiosplugin.Warn
         if report.by_status(ERROR):
-            state = max(state, self.error_state, key=SEVERITY.__getitem__)
+            state = max(state, self.error_state, key=severity)
         if report.by_status(FAILED):
-            state = max(state, self.failed_state, key=SEVERITY.__getitem__)
+            state = max(state, self.failed_state, key=severity)
         return self.result_cls(state, "", metric)
 
     def performance(self, metric: nagiosplugin.Metric,
@@ -280,9 +293,9 @@ def summarize(report: DnsblReport) -> str:
         listed = [r for r in mine if r.status == "listed"]
         answered = [r for r in mine if not r.could_not_check]
         if listed:
-            names = ", ".join(r.zone.host for r in listed)
+            named = ", ".join(r.zone.host for r in listed)
             parts.append((True, f"{target.text} listed on {len(listed)} of "
-                                f"{_plural(len(mine), lists)} ({names})"))
+                                f"{_plural(len(mine), lists)} ({named})"))
         elif len(answered) == len(mine):
             parts.append((False, f"{target.text} not listed on {_plural(len(mine), lists)}"))
         elif answered:
@@ -313,7 +326,7 @@ def summarize(report: DnsblReport) -> str:
     return prefix + "; ".join(texts)
 
 
-def long_output(report: DnsblReport, verbose: int) -> list[str]:
+def long_output(report: DnsblReport, verbose: int, dead_left_out: Sequence[str] = ()) -> list[str]:
     """One line per listing and per list that could not be checked (-v: every list)."""
     lines = []
     for r in report.listed:
@@ -333,6 +346,8 @@ def long_output(report: DnsblReport, verbose: int) -> list[str]:
             if r.status == "clean":
                 lines.append(f"{r.target.text} not listed on {r.zone.host} "
                              f"({r.seconds * 1000:.0f} ms)")
+        for name in dead_left_out:
+            lines.append(f"{name} (in pydnsbl's catalogue) not asked: {dead_reason(name)}")
         for target, zone, why in report.skipped:
             lines.append(f"{target.text} not asked on {zone.host}: {why}")
         lines.append(f"{_plural(len(report.results), 'query')} to "
@@ -352,7 +367,7 @@ class DnsblSummary(nagiosplugin.Summary):
     def _text(self, results: nagiosplugin.Results) -> str:
         report = self.resource.report
         if report is None or not report.results:
-            return results.most_significant[0].hint or "nothing was checked"
+            return "; ".join(problem_texts(results)) or "nothing was checked"
         return summarize(report)
 
     def ok(self, results: nagiosplugin.Results) -> str:
@@ -363,7 +378,8 @@ class DnsblSummary(nagiosplugin.Summary):
 
     def verbose(self, results: nagiosplugin.Results) -> list[str]:
         report = self.resource.report
-        return long_output(report, self.verbose_level) if report else []
+        dead = getattr(self.resource.args, "dead_left_out", ())
+        return long_output(report, self.verbose_level, dead) if report else []
 
 
 def state_choice(text: str) -> nagiosplugin.state.ServiceState:
@@ -374,7 +390,7 @@ def state_choice(text: str) -> nagiosplugin.state.ServiceState:
             f"invalid state {text!r}: give ok, warning, critical or unknown") from None
 
 
-def make_dnsbl_parser() -> argparse.ArgumentParser:
+def build_parser() -> PluginArgumentParser:
     parser = make_parser("check_dnsbl", DESCRIPTION, default_timeout=30, default_port=None)
     what = parser.add_argument_group("what to check")
     what.add_argument("-H", "--hostname", metavar="HOST",
@@ -382,8 +398,8 @@ def make_dnsbl_parser() -> argparse.ArgumentParser:
     what.add_argument("--hosts", action="append", metavar="FILE",
                       help="also check the addresses in FILE, one IPv4/IPv6 address a line: "
                            "one run audits many mailers (repeatable)")
-    what.add_argument("--domain", action="append", metavar="DOMAIN",
-                      help="a mail domain to check on the domain lists (repeatable)")
+    add_mail_domain(what, "a mail domain to check on the domain lists (repeatable)",
+                    repeatable=True)
     family = what.add_mutually_exclusive_group()
     family.add_argument("-4", dest="ipv4", action="store_true",
                         help="check only the IPv4 addresses of -H")
@@ -394,6 +410,9 @@ def make_dnsbl_parser() -> argparse.ArgumentParser:
                        help="ask this zone (repeatable); replaces the default set")
     lists.add_argument("--list", action="append", metavar="FILE",
                        help="ask the zones in FILE (one a line); replaces the default set")
+    lists.add_argument("--pydnsbl-lists", action="store_true",
+                       help="ask every list in pydnsbl's catalogue (minus lists known to be "
+                       "dead); replaces the default set")
     lists.add_argument("--add-zone", action="append", type=zone_spec, metavar="ZONE",
                        help="ask this zone in addition (repeatable)")
     lists.add_argument("--exclude", action="append", metavar="ZONE",
@@ -424,15 +443,15 @@ def make_dnsbl_parser() -> argparse.ArgumentParser:
 
 
 def build(args: argparse.Namespace, deadline: Deadline) -> nagiosplugin.Check:
-    if not args.hostname and not args.domain and not args.hosts:
-        raise UsageError("give -H HOST, --hosts FILE and/or --domain DOMAIN")
+    if not args.hostname and not args.mail_domain and not args.hosts:
+        raise UsageError("give -H HOST, --hosts FILE and/or --mail-domain DOMAIN")
     zones = select_zones(args)
     if (args.hostname or args.hosts) and not any(z.kind == IP for z in zones):
         raise UsageError("-H/--hosts given but no IP list selected")
-    if args.domain and not any(z.kind == DOMAIN for z in zones):
-        raise UsageError("--domain given but no domain list selected (add ZONE:domain)")
+    if args.mail_domain and not any(z.kind == DOMAIN for z in zones):
+        raise UsageError("--mail-domain given but no domain list selected (add ZONE:domain)")
     resource = Dnsbl(args, deadline, zones)
-    return nagiosplugin.Check(
+    return Check(
         resource,
         DnsblContext(args.warning, args.critical, args.error_state, args.failed_state),
         nagiosplugin.ScalarContext("count"),
@@ -441,4 +460,4 @@ def build(args: argparse.Namespace, deadline: Deadline) -> nagiosplugin.Check:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    run(NAME, make_dnsbl_parser(), build, argv)
+    run(NAME, build_parser(), build, argv)

@@ -8,14 +8,16 @@ import ipaddress
 import socket
 import sys
 import time
+from collections.abc import Sequence
 
 import nagiosplugin
 
-from mailprobe import nagios
-from mailprobe.deadline import Deadline
-from mailprobe.dns import Lookup, is_ip_address, make_resolver, resolve_target
-from mailprobe.nagios import CRITICAL, OK, UNKNOWN, WARNING, finding_metric
-from mailprobe.relay.catalogue import (
+from mailprobe.checks import plugin
+from mailprobe.checks.plugin import CRITICAL, OK, UNKNOWN, WARNING, finding_metric
+from mailprobe.net.deadline import Deadline
+from mailprobe.net.dns import Lookup, is_ip_address, make_resolver, resolve_target
+from mailprobe.net.smtp import Transcript, ip_literal
+from mailprobe.probes.relay.catalogue import (
     CATALOGUE,
     CONTROL,
     AddressError,
@@ -25,7 +27,7 @@ from mailprobe.relay.catalogue import (
     check_local_part,
     select,
 )
-from mailprobe.relay.runner import (
+from mailprobe.probes.relay.runner import (
     Depth,
     RelayOptions,
     RelayReport,
@@ -35,8 +37,7 @@ from mailprobe.relay.runner import (
     StartTLS,
     TLSUnavailable,
 )
-from mailprobe.relay.verdict import Outcome, Tally
-from mailprobe.smtp import Transcript, ip_literal
+from mailprobe.probes.relay.verdict import Outcome, Tally
 
 NAME = "OPEN_RELAY"
 DESCRIPTION = """\
@@ -51,12 +52,12 @@ result is inconclusive (the control recipient postmaster@MAIL-DOMAIN is refused,
 refuses us at the banner, or not every attempt could be played)."""
 
 
-def build_parser() -> nagios.PluginArgumentParser:
-    parser = nagios.make_parser("check_open_relay", DESCRIPTION, default_timeout=60)
+def build_parser() -> plugin.PluginArgumentParser:
+    parser = plugin.make_parser("check_open_relay", DESCRIPTION, default_timeout=60)
     target = parser.add_argument_group("target")
-    target.add_argument("-H", "--hostname", help="mail server name or address")
-    target.add_argument("--mail-domain", metavar="DOMAIN",
-                        help="the server's own mail domain (default: guessed from the banner)")
+    plugin.add_hostname(target, "mail server name or address")
+    plugin.add_mail_domain(target, "the server's own mail domain (default: guessed from the "
+                           "banner)")
     target.add_argument("--local-recipient", metavar="ADDRESS",
                         help="control recipient that must be accepted (default postmaster@DOMAIN)")
     probe = parser.add_argument_group("probe")
@@ -64,22 +65,22 @@ def build_parser() -> nagios.PluginArgumentParser:
                        help="outside recipient domain (default example.net, RFC 2606)")
     probe.add_argument("--external-user", default="relaytest", metavar="LOCALPART",
                        help="outside recipient local part (default relaytest)")
-    probe.add_argument("--helo", metavar="NAME", help="our EHLO name (default: this host's name)")
+    plugin.add_helo(probe, "our EHLO name (default: this host's name)")
     probe.add_argument("--starttls", choices=[m.value for m in StartTLS], default="try",
                        help="use STARTTLS when offered (try, default), never, or require it")
     probe.add_argument("--depth", choices=[d.value for d in Depth], default="rcpt",
                        help="rcpt (default): never send DATA; data: send DATA after an accepted "
                             "outside RCPT and drop the connection at 354 (nothing is delivered)")
-    probe.add_argument("--command-timeout", type=nagios.positive_seconds, default=20.0,
+    probe.add_argument("--command-timeout", type=plugin.positive_seconds, default=20.0,
                        metavar="SECONDS", help="wait per SMTP command (default 20); a timeout "
                        "counts as refused and is reported")
     probe.add_argument("--tests", metavar="ID,...", help="play only these attempts")
     probe.add_argument("--skip", metavar="ID,...", help="leave these attempts out")
     probe.add_argument("--list-tests", action=_ListTests, help="print the catalogue and exit")
     limits = parser.add_argument_group("thresholds")
-    limits.add_argument("-w", "--warning", type=nagios.nagios_range, metavar="RANGE",
+    limits.add_argument("-w", "--warning", type=plugin.nagios_range, metavar="RANGE",
                         help="relayed attempts range for WARNING (default none)")
-    limits.add_argument("-c", "--critical", type=nagios.nagios_range, default="0",
+    limits.add_argument("-c", "--critical", type=plugin.nagios_range, default="0",
                         metavar="RANGE", help="relayed attempts range for CRITICAL (default 0: "
                         "any relayed attempt is CRITICAL)")
     return parser
@@ -134,8 +135,9 @@ def guess_mail_domain(server_name: str) -> str | None:
     return PublicSuffixList().privatesuffix(server_name.lower().rstrip(".")) or None
 
 
-class RelayCheck(nagiosplugin.Resource):
-    """Runs the series and turns the report into metrics and findings."""
+class OpenRelay(nagiosplugin.Resource):
+    """Runs the series and turns the report into metrics and findings (the text is the
+    summary's: :class:`OpenRelaySummary`)."""
 
     def __init__(self, args: argparse.Namespace, deadline: Deadline,
                  attempts: list[RelayAttempt], control: RelayAttempt = CONTROL) -> None:
@@ -145,9 +147,8 @@ class RelayCheck(nagiosplugin.Resource):
         self.attempts = attempts
         self.transcript = Transcript()
         self.report = RelayReport()
-        self.long_output: list[str] = []
-        self.ok_text = ""
-        self.relayed_ids: list[str] = []
+        self.options: RelayOptions | None = None
+        self.notes: list[str] = []  # how the run was set up (e.g. a guessed mail domain)
 
     def probe(self) -> list[nagiosplugin.Metric]:
         args = self.args
@@ -165,6 +166,7 @@ class RelayCheck(nagiosplugin.Resource):
             depth=Depth(args.depth), command_timeout=args.command_timeout,
             control=self.control,
         )
+        self.options = options
         runner = RelayRunner(options, self.deadline, self.transcript)
         self.report = runner.report
         where = f"{args.hostname}" + (f" ({address})" if address != args.hostname else "")
@@ -178,8 +180,8 @@ class RelayCheck(nagiosplugin.Resource):
                                            f"cannot guess the mail domain from the banner "
                                            f"{runner.report.banner}; give --mail-domain")]
                 options.targets = dataclasses.replace(targets, dom=guessed)
-                self.long_output.append(f"mail domain {guessed} (guessed from the banner name "
-                                        f"{runner.report.server_name}; set --mail-domain)")
+                self.notes.append(f"mail domain {guessed} (guessed from the banner name "
+                                  f"{runner.report.server_name}; set --mail-domain)")
             report = runner.run(self.attempts)
         except ServiceDown as exc:
             runner.close()
@@ -193,12 +195,10 @@ class RelayCheck(nagiosplugin.Resource):
             runner.close()
             return [finding_metric("service", UNKNOWN, f"--starttls require: {exc}")]
         elapsed = time.monotonic() - started
-        return self._metrics(report, options, elapsed)
+        return self._metrics(report, elapsed)
 
-    def _metrics(self, report: RelayReport, options: RelayOptions,
-                 elapsed: float) -> list[nagiosplugin.Metric]:
+    def _metrics(self, report: RelayReport, elapsed: float) -> list[nagiosplugin.Metric]:
         tally = Tally.of(report.results)
-        control = report.control
         metrics = [
             nagiosplugin.Metric("relayed", tally.relayed, min=0, max=tally.attempts),
             nagiosplugin.Metric("tempfailed", tally.tempfailed, min=0, max=tally.attempts),
@@ -215,18 +215,6 @@ class RelayCheck(nagiosplugin.Resource):
                 "incomplete", UNKNOWN,
                 f"only {tally.completed} of {tally.attempts} attempts could be played "
                 f"({'; '.join(sorted(reasons))[:200]})"))
-        self.relayed_ids = [r.attempt.id for r in report.results if r.outcome is Outcome.RELAYED]
-        self.ok_text = (f"0 of {tally.attempts} relay attempts accepted; control "
-                        f"{control.rcpt_command if control else ''} accepted")
-        if tally.timeouts:
-            self.ok_text += (f"; {tally.timeouts} attempt(s) timed out after "
-                             f"{options.command_timeout:g}s (counted as refused)")
-        self._long(report, options, tally)
-        critical = self.args.critical
-        if critical is not None and not critical.match(tally.relayed):
-            # a proven relay is CRITICAL whatever else could not be determined (Nagios ranks
-            # UNKNOWN above CRITICAL): the doubts are still shown, as warnings
-            metrics = [_doubt_as_warning(m) for m in metrics]
         return metrics
 
     def _control_finding(self, report: RelayReport, tally: Tally) -> nagiosplugin.Metric:
@@ -250,9 +238,82 @@ class RelayCheck(nagiosplugin.Resource):
         return finding_metric("control", UNKNOWN,
                               f"inconclusive: control {what} not accepted ({why})")
 
-    def _long(self, report: RelayReport, options: RelayOptions, tally: Tally) -> None:
-        out = self.long_output
-        verbose = self.args.verbose
+
+def build(args: argparse.Namespace, deadline: Deadline) -> nagiosplugin.Check:
+    if not args.hostname:
+        raise plugin.UsageError("-H/--hostname is required")
+    try:
+        attempts = select(_ids(args.tests), _ids(args.skip))
+        check_domain(args.external_domain, "--external-domain")
+        check_local_part(args.external_user, "--external-user")
+        if args.mail_domain:
+            args.mail_domain = check_domain(args.mail_domain, "--mail-domain")
+        if args.helo:
+            check_domain(args.helo, "--helo")
+    except KeyError as exc:
+        raise plugin.UsageError(f"unknown test id {exc.args[0]} (see --list-tests)") from exc
+    except AddressError as exc:
+        raise plugin.UsageError(str(exc)) from exc
+    if not attempts:
+        raise plugin.UsageError("--tests/--skip leave no attempt to play")
+    control = CONTROL
+    if args.local_recipient:
+        local = args.local_recipient.strip("<>")
+        if "@" not in local or any(c in local for c in " \r\n"):
+            raise plugin.UsageError(f"--local-recipient {local!r} is not an address")
+        control = dataclasses.replace(CONTROL, rcpt_to=f"<{local}>",
+                                      description=f"outside sender to {local} (must be accepted)")
+    resource = OpenRelay(args, deadline, attempts, control)
+    summary = OpenRelaySummary(resource)
+    return plugin.Check(
+        resource,
+        plugin.ThresholdContext("relayed", args.warning, args.critical,
+                                describe=summary.relayed_text),
+        plugin.ThresholdContext(
+            "tempfailed", "0", None,
+            describe=lambda m: f"{m.value} of {m.max} relay attempts answered 4xx (a temporary "
+                               "refusal is not a proper relay refusal)"),
+        nagiosplugin.ScalarContext("count"),
+        nagiosplugin.ScalarContext("time"),
+        plugin.FindingContext(),
+        summary,
+    )
+
+
+class OpenRelaySummary(plugin.ProblemSummary):
+    """The status line and long output, from the resource's report."""
+
+    def __init__(self, resource: OpenRelay) -> None:
+        super().__init__("")
+        self.resource = resource
+
+    def relayed_text(self, metric: nagiosplugin.Metric) -> str:
+        """The problem text of the ``relayed`` metric: how many, and which attempts."""
+        ids = [r.attempt.id for r in self.resource.report.results
+               if r.outcome is Outcome.RELAYED]
+        shown = ", ".join(ids[:6]) + (f", +{len(ids) - 6} more" if len(ids) > 6 else "")
+        return f"{metric.value} of {metric.max} relay attempts accepted ({shown})"
+
+    def ok(self, results: nagiosplugin.Results) -> str:
+        report, options = self.resource.report, self.resource.options
+        tally = Tally.of(report.results)
+        control = report.control
+        text = (f"0 of {tally.attempts} relay attempts accepted; control "
+                f"{control.rcpt_command if control else ''} accepted")
+        if tally.timeouts and options is not None:
+            text += (f"; {tally.timeouts} attempt(s) timed out after "
+                     f"{options.command_timeout:g}s (counted as refused)")
+        return text
+
+    def verbose(self, results: nagiosplugin.Results) -> list[str]:
+        out = list(self.resource.notes)
+        if self.resource.options is not None:
+            self._long(out, self.resource.report, self.resource.options)
+        return out
+
+    def _long(self, out: list[str], report: RelayReport, options: RelayOptions) -> None:
+        tally = Tally.of(report.results)
+        verbose = self.resource.args.verbose
         if report.banner is not None:
             out.append(f"banner: {report.banner}")
         if report.control is not None:
@@ -266,77 +327,8 @@ class RelayCheck(nagiosplugin.Resource):
                        f"source {options.source_address or 'default'}")
         if verbose >= 3:
             out.append("transcript (-> sent, <- received, ** event):")
-            out.extend(self.transcript.render())
+            out.extend(self.resource.transcript.render())
 
 
-def _doubt_as_warning(metric: nagiosplugin.Metric) -> nagiosplugin.Metric:
-    finding = metric.value
-    if metric.context == "finding" and finding.level == UNKNOWN:
-        return finding_metric(metric.name, WARNING, finding.text)
-    return metric
-
-
-def _describe_relayed(resource: RelayCheck) -> object:
-    def describe(metric: nagiosplugin.Metric) -> str:
-        ids = resource.relayed_ids
-        shown = ", ".join(ids[:6]) + (f", +{len(ids) - 6} more" if len(ids) > 6 else "")
-        total = metric.max
-        return f"{metric.value} of {total} relay attempts accepted ({shown})"
-    return describe
-
-
-def build(args: argparse.Namespace, deadline: Deadline) -> nagiosplugin.Check:
-    if not args.hostname:
-        raise nagios.UsageError("-H/--hostname is required")
-    try:
-        attempts = select(_ids(args.tests), _ids(args.skip))
-        check_domain(args.external_domain, "--external-domain")
-        check_local_part(args.external_user, "--external-user")
-        if args.mail_domain:
-            args.mail_domain = check_domain(args.mail_domain, "--mail-domain")
-        if args.helo:
-            check_domain(args.helo, "--helo")
-    except KeyError as exc:
-        raise nagios.UsageError(f"unknown test id {exc.args[0]} (see --list-tests)") from exc
-    except AddressError as exc:
-        raise nagios.UsageError(str(exc)) from exc
-    if not attempts:
-        raise nagios.UsageError("--tests/--skip leave no attempt to play")
-    control = CONTROL
-    if args.local_recipient:
-        local = args.local_recipient.strip("<>")
-        if "@" not in local or any(c in local for c in " \r\n"):
-            raise nagios.UsageError(f"--local-recipient {local!r} is not an address")
-        control = dataclasses.replace(CONTROL, rcpt_to=f"<{local}>",
-                                      description=f"outside sender to {local} (must be accepted)")
-    resource = RelayCheck(args, deadline, attempts, control)
-    summary = _RelaySummary(resource)
-    return nagiosplugin.Check(
-        resource,
-        nagios.ThresholdContext("relayed", args.warning, args.critical,
-                                describe=_describe_relayed(resource)),
-        nagios.ThresholdContext(
-            "tempfailed", "0", None,
-            describe=lambda m: f"{m.value} of {m.max} relay attempts answered 4xx (a temporary "
-                               "refusal is not a proper relay refusal)"),
-        nagiosplugin.ScalarContext("count"),
-        nagiosplugin.ScalarContext("time"),
-        nagios.FindingContext(),
-        summary,
-    )
-
-
-class _RelaySummary(nagios.ProblemSummary):
-    def __init__(self, resource: RelayCheck) -> None:
-        super().__init__("")
-        self.resource = resource
-
-    def ok(self, results: nagiosplugin.Results) -> str:
-        return self.resource.ok_text
-
-    def verbose(self, results: nagiosplugin.Results) -> list[str]:
-        return self.resource.long_output
-
-
-def main(argv: list[str] | None = None) -> None:
-    nagios.run(NAME, build_parser(), build, argv)
+def main(argv: Sequence[str] | None = None) -> None:
+    plugin.run(NAME, build_parser(), build, argv)

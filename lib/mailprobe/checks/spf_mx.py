@@ -7,26 +7,32 @@ the domain, runs them, and turns findings and counts into nagiosplugin results a
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import nagiosplugin
 
-from mailprobe.deadline import Deadline
-from mailprobe.dmarc import DMARCReport, check_dmarc, organizational_domain
-from mailprobe.dns import DNSFailure, Lookup, is_ip_address, make_resolver, resolve_target
-from mailprobe.findings import CRITICAL, OK, UNKNOWN, WARNING, Finding
-from mailprobe.mx import MXReport, probe_mx
-from mailprobe.nagios import (
+from mailprobe.checks.plugin import (
+    Check,
     FindingContext,
+    PluginArgumentParser,
     UsageError,
+    add_hostname,
+    add_mail_domain,
     host_name_problem,
     make_parser,
     nagios_range,
+    problem_texts,
     run,
 )
-from mailprobe.smtp import SMTPError, SMTPSession, greeting_name
-from mailprobe.spf import LOOKUP_LIMIT, VOID_LIMIT, SPFReport, lint
-from mailprobe.spf_eval import Evaluation, evaluate
+from mailprobe.findings import CRITICAL, OK, UNKNOWN, WARNING, Finding
+from mailprobe.net.deadline import Deadline
+from mailprobe.net.dns import DNSFailure, Lookup, is_ip_address, make_resolver, resolve_target
+from mailprobe.net.smtp import SMTPError, SMTPSession, greeting_name
+from mailprobe.probes.dmarc import DMARCReport, check_dmarc, organizational_domain
+from mailprobe.probes.mx import MXReport, probe_mx
+from mailprobe.probes.spf.evaluate import Evaluation, evaluate
+from mailprobe.probes.spf.lint import LOOKUP_LIMIT, VOID_LIMIT, SPFReport, lint
 
 NAME = "SPF_MX"
 EVAL_LEVELS = {"pass": OK, "softfail": WARNING, "neutral": WARNING, "none": WARNING,
@@ -34,16 +40,15 @@ EVAL_LEVELS = {"pass": OK, "softfail": WARNING, "neutral": WARNING, "none": WARN
 BANNER_CAP = 10.0  # seconds to wait for a banner when guessing the domain
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> PluginArgumentParser:
     parser = make_parser(
         "check_spf_mx",
         "Audit a mail domain's SPF, MX and DMARC records, and evaluate SPF for the mailer.",
         default_timeout=30, default_port=25)
     opts = parser.add_argument_group("check_spf_mx options")
-    opts.add_argument("-D", "--domain", help="the mail domain (default: guessed from -H's PTR "
-                      "name or banner with the Public Suffix List)")
-    opts.add_argument("-H", "--hostname", metavar="HOST",
-                      help="the mailer (name or IP): evaluate SPF for its addresses")
+    add_mail_domain(opts, "the mail domain (default: guessed from -H's PTR name or banner "
+                    "with the Public Suffix List)")
+    add_hostname(opts, "the mailer (name or IP): evaluate SPF for its addresses")
     opts.add_argument("-w", "--warning", type=nagios_range, default=nagios_range("8"),
                       metavar="RANGE", help="spf_lookups warning range (default 8)")
     opts.add_argument("-c", "--critical", type=nagios_range,
@@ -101,7 +106,7 @@ def guess_domain(args: argparse.Namespace, addresses: list[str], lookup: Lookup,
         domain = organizational_domain(banner) if banner else None
         if domain:
             return domain, f"the banner name {banner} of {addresses[0]}", banner
-    raise nagiosplugin.CheckError("no -D/--domain given and none could be guessed from -H"
+    raise nagiosplugin.CheckError("no --mail-domain given and none could be guessed from -H"
                      + (f": {'; '.join(tried)}" if tried else ""))
 
 
@@ -131,14 +136,14 @@ def audit(args: argparse.Namespace, deadline: Deadline) -> Audit:
         addresses = resolve_target(mailer, lookup, _family(args))
         if not addresses:
             raise nagiosplugin.CheckError(f"the mailer {mailer} has no address")
-    if args.domain:
-        domain, how, name = args.domain.strip().rstrip(".").lower(), "", ""
+    if args.mail_domain:
+        domain, how, name = args.mail_domain.strip().rstrip(".").lower(), "", ""
         if not domain or is_ip_address(domain) or host_name_problem(domain):
-            raise UsageError(f"invalid -D/--domain {args.domain!r}")
+            raise UsageError(f"invalid --mail-domain {args.mail_domain!r}")
     elif mailer:
         domain, how, name = guess_domain(args, addresses, lookup, deadline)
     else:
-        raise UsageError("give -D/--domain (or -H to guess it)")
+        raise UsageError("give --mail-domain (or -H to guess it)")
     result = Audit(domain, how, name, mailer, addresses)
     result.spf = lint(domain, lookup)
     helo = mailer if mailer and not is_ip_address(mailer) else domain
@@ -210,7 +215,7 @@ class PlainContext(nagiosplugin.Context):
         return nagiosplugin.Performance(metric.name, metric.value, metric.uom, min=0)
 
 
-class SpfMxResource(nagiosplugin.Resource):
+class SpfMx(nagiosplugin.Resource):
     def __init__(self, args: argparse.Namespace, deadline: Deadline) -> None:
         self.args = args
         self.deadline = deadline
@@ -238,7 +243,7 @@ class SpfMxResource(nagiosplugin.Resource):
 class SpfMxSummary(nagiosplugin.Summary):
     """Status line from the worst results; long output one line per finding (+ tree with -v)."""
 
-    def __init__(self, resource: SpfMxResource, verbose: int) -> None:
+    def __init__(self, resource: SpfMx, verbose: int) -> None:
         self.resource = resource
         self.verbose_level = verbose
 
@@ -264,16 +269,14 @@ class SpfMxSummary(nagiosplugin.Summary):
         return (self._prefix() or f"{audit.domain}: ") + ", ".join(parts)
 
     def problem(self, results: nagiosplugin.Results) -> str:
-        worst = results.most_significant_state
-        hints = [str(r.hint) for r in results if r.state == worst and r.hint]
-        return self._prefix() + "; ".join(dict.fromkeys(hints))
+        return self._prefix() + "; ".join(problem_texts(results))
 
     def verbose(self, results: nagiosplugin.Results) -> list[str]:
         audit = self.resource.audit
         if audit is None:
             return []
         how = (f"guessed from {audit.guessed_from} (Public Suffix List)" if audit.guessed_from
-               else "given with -D")
+               else "given with --mail-domain")
         lines = [f"domain {audit.domain} {how}"]
         if audit.mailer:
             lines.append(f"mailer {audit.mailer}: {', '.join(audit.mailer_addresses)}")
@@ -308,8 +311,8 @@ class SpfMxSummary(nagiosplugin.Summary):
 
 
 def build(args: argparse.Namespace, deadline: Deadline) -> nagiosplugin.Check:
-    resource = SpfMxResource(args, deadline)
-    return nagiosplugin.Check(
+    resource = SpfMx(args, deadline)
+    return Check(
         resource,
         FindingContext("finding"),
         LimitContext("spf_lookups", "DNS lookup", args.warning, args.critical),
@@ -319,5 +322,5 @@ def build(args: argparse.Namespace, deadline: Deadline) -> nagiosplugin.Check:
     )
 
 
-def main() -> None:
-    run(NAME, build_parser(), build)
+def main(argv: Sequence[str] | None = None) -> None:
+    run(NAME, build_parser(), build, argv)

@@ -1,0 +1,250 @@
+"""The one place resolvers are made, and typed look-ups that return plain results.
+
+A look-up either answers (possibly with nothing: NXDOMAIN and NODATA are answers) or raises
+:class:`DNSFailure` (timeout, SERVFAIL, REFUSED, malformed answers): callers must never
+confuse "could not ask" with "nothing there".
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+import types
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mailprobe.net.deadline import BudgetExhausted, Deadline
+
+if TYPE_CHECKING:
+    import dns.resolver
+
+
+def _dnspython() -> types.ModuleType:
+    """dnspython's modules this one uses, imported on first use: a run that never asks DNS
+    (the relay check of an IP address) is spared their ~30 ms."""
+    import dns.exception
+    import dns.message
+    import dns.name
+    import dns.rcode
+    import dns.rdatatype
+    import dns.resolver
+    import dns.reversename
+
+    return dns
+
+
+
+DEFAULT_DNS_PORT = 53
+
+
+class DNSFailure(Exception):
+    """The question could not be answered (as opposed to a negative answer)."""
+
+    def __init__(self, qname: str, rdtype: str, reason: str) -> None:
+        super().__init__(f"DNS look-up {qname} {rdtype} failed: {reason}")
+        self.qname = qname
+        self.rdtype = rdtype
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Nameserver:
+    """A resolver to ask, from ``--nameserver HOST[:PORT]`` (IPv6 as ``[addr]:port``)."""
+
+    address: str
+    port: int = DEFAULT_DNS_PORT
+
+    @classmethod
+    def parse(cls, text: str) -> Nameserver:
+        """Parse ``1.2.3.4``, ``1.2.3.4:5353``, ``::1``, ``[::1]:5353``; ValueError otherwise."""
+        text = text.strip()
+        host, port = text, DEFAULT_DNS_PORT
+        if text.startswith("["):
+            host, sep, rest = text[1:].partition("]")
+            if not sep:
+                raise ValueError(f"bad nameserver {text!r}: missing ']'")
+            if rest:
+                if not rest.startswith(":"):
+                    raise ValueError(f"bad nameserver {text!r}")
+                port = _port(rest[1:], text)
+        elif text.count(":") == 1:
+            host, _, port_text = text.partition(":")
+            port = _port(port_text, text)
+        try:
+            ipaddress.ip_address(host)
+        except ValueError as exc:
+            raise ValueError(f"bad nameserver {text!r}: give an IP address") from exc
+        return cls(host, port)
+
+    def __str__(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return host if self.port == DEFAULT_DNS_PORT else f"{host}:{self.port}"
+
+
+def _port(text: str, whole: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"bad nameserver {whole!r}: port must be 1-65535")
+    return int(text)
+
+
+def make_resolver(
+    nameservers: list[Nameserver] | None = None, timeout: float = 5.0
+) -> dns.resolver.Resolver:
+    """A resolver asking ``nameservers`` (all on one port), or the system's when None.
+
+    The system configuration is only read when no nameserver is given, so tests and the lab
+    never touch /etc/resolv.conf.
+    """
+    dns = _dnspython()
+    if nameservers:
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers = [ns.address for ns in nameservers]
+        resolver.port = nameservers[0].port
+    else:
+        resolver = dns.resolver.Resolver()
+    resolver.timeout = timeout
+    resolver.lifetime = timeout
+    resolver.search = []
+    resolver.use_search_by_default = False
+    return resolver
+
+
+class Lookup:
+    """Typed look-ups through one resolver, every one bounded by the check's deadline."""
+
+    def __init__(self, resolver: dns.resolver.Resolver, deadline: Deadline) -> None:
+        self.resolver = resolver
+        self.deadline = deadline
+        self.try_timeout = getattr(resolver, "timeout", 5.0)  # per try, as the resolver was made
+        self.queries = 0
+        self.log: list[str] = []
+
+    def query(self, qname: str, rdtype: str) -> dns.resolver.Answer | None:
+        """The answer, or None for NXDOMAIN/NODATA; DNSFailure for anything else.
+
+        Every question and its outcome go to :attr:`log` (the ``-vvv`` DNS transcript).
+        """
+        started = time.monotonic()
+        try:
+            answer = self._ask(qname, rdtype)
+        except DNSFailure as exc:
+            self._note(started, qname, rdtype, f"FAILED: {exc.reason}")
+            raise
+        except BudgetExhausted:
+            self._note(started, qname, rdtype, "not answered before the time budget ran out")
+            raise
+        text = "NXDOMAIN/NODATA" if answer is None else " ".join(rr.to_text() for rr in answer)
+        self._note(started, qname, rdtype, text)
+        return answer
+
+    def _note(self, started: float, qname: str, rdtype: str, outcome: str) -> None:
+        took = (time.monotonic() - started) * 1000
+        line = f"{qname} {rdtype} -> {outcome}"
+        self.log.append(f"{took:6.1f} ms  {line[:300]}")
+
+    def _ask(self, qname: str, rdtype: str) -> dns.resolver.Answer | None:
+        dns = _dnspython()
+        stage = f"looking up {qname} {rdtype}"
+        lifetime, per_try = self._budget(stage)
+        self.queries += 1
+        try:
+            return self._resolver(per_try).resolve(
+                qname, rdtype, lifetime=lifetime, search=False, raise_on_no_answer=True
+            )
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return None
+        except dns.resolver.LifetimeTimeout as exc:
+            if self.deadline.expired():
+                raise BudgetExhausted(stage, self.deadline.budget) from exc
+            raise DNSFailure(qname, rdtype, "timed out") from exc
+        except dns.resolver.NoNameservers as exc:
+            raise DNSFailure(qname, rdtype, _no_nameservers_reason(exc)) from exc
+        except dns.resolver.YXDOMAIN as exc:
+            raise DNSFailure(qname, rdtype, "name too long after DNAME") from exc
+        except dns.exception.DNSException as exc:
+            raise DNSFailure(qname, rdtype, str(exc) or type(exc).__name__) from exc
+
+    def _budget(self, stage: str) -> tuple[float, float]:
+        """(lifetime, per-try timeout) that cannot overrun the deadline.
+
+        dnspython sleeps a back-off of up to 2 s between rounds of tries without looking at
+        the lifetime, so a lifetime long enough for several tries keeps 2 s in hand, and a
+        short one gets a single try.
+        """
+        left = self.deadline.timeout(stage)
+        if left <= self.try_timeout + 2.0:
+            return left, left
+        return left - 2.0, self.try_timeout
+
+    def _resolver(self, per_try: float) -> dns.resolver.Resolver:
+        self.resolver.timeout = per_try
+        return self.resolver
+
+    def addresses(self, name: str, family: int = 0) -> list[str]:
+        """A and/or AAAA addresses of ``name`` (family 4, 6 or 0 for both)."""
+        found: list[str] = []
+        for rdtype, fam in (("A", 4), ("AAAA", 6)):
+            if family in (0, fam):
+                answer = self.query(name, rdtype)
+                if answer is not None:
+                    found.extend(rr.to_text() for rr in answer)
+        return found
+
+    def ptr(self, address: str) -> list[str]:
+        """PTR names of an IP address, without the trailing dot."""
+        answer = self.query(_dnspython().reversename.from_address(address).to_text(), "PTR")
+        return [rr.target.to_text(omit_final_dot=True) for rr in answer] if answer else []
+
+    def mx(self, domain: str) -> list[tuple[int, str]]:
+        """(preference, exchange) pairs sorted by preference; exchange '.' for null MX."""
+        answer = self.query(domain, "MX")
+        if answer is None:
+            return []
+        pairs = [(rr.preference, rr.exchange.to_text(omit_final_dot=True) or ".") for rr in answer]
+        return sorted(pairs)
+
+    def txt(self, name: str) -> list[str]:
+        """TXT records, each with its strings joined (as SPF requires)."""
+        answer = self.query(name, "TXT")
+        if answer is None:
+            return []
+        return [b"".join(rr.strings).decode("utf-8", "replace") for rr in answer]
+
+    def cname(self, name: str) -> str | None:
+        answer = self.query(name, "CNAME")
+        return answer[0].target.to_text(omit_final_dot=True) if answer else None
+
+
+def _no_nameservers_reason(exc: dns.resolver.NoNameservers) -> str:
+    dns = _dnspython()
+    errors = exc.kwargs.get("errors") or []
+    for _server, _tcp, _port, err, response in errors:
+        if isinstance(response, dns.message.Message):
+            rcode = response.rcode()
+            if rcode == dns.rcode.NOERROR and err is not None:
+                # an answer dnspython rejected (CNAME loop, malformed records)
+                return f"the resolver's answer is unusable: {err}"
+            return f"the resolver answered {dns.rcode.to_text(rcode)}"
+    for _server, tcp, _port, err, _response in reversed(errors):  # the last attempt
+        if err is not None:
+            how = "over TCP" if tcp else "over UDP"
+            if isinstance(err, EOFError):
+                return f"the server closed the connection {how} without an answer"
+            return f"no usable answer {how}: {str(err) or type(err).__name__}"
+    return "no resolver answered"
+
+
+def is_ip_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def resolve_target(host: str, lookup: Lookup, family: int = 0) -> list[str]:
+    """The IP addresses to probe for ``-H``: the address itself, or the name's A/AAAA."""
+    if is_ip_address(host):
+        return [str(ipaddress.ip_address(host))]
+    return lookup.addresses(host, family)
+

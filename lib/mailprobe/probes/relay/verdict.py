@@ -1,0 +1,128 @@
+"""How one relay attempt's replies are judged (pure functions, no network)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from mailprobe.net.smtp import Reply
+from mailprobe.probes.relay.catalogue import RelayAttempt
+
+
+class Outcome(Enum):
+    """What an attempt showed, from the relay point of view."""
+
+    RELAYED = "relayed"  # 2xx at RCPT for an outside recipient
+    REFUSED = "refused"  # 5xx at RCPT
+    SENDER_REFUSED = "sender refused"  # 5xx at MAIL FROM: the recipient was never judged
+    TEMPFAILED = "tempfailed"  # 4xx at MAIL or RCPT: not a proper refusal (seed 000)
+    REFUSED_AT_DATA = "refused at DATA"  # RCPT accepted, DATA refused (--depth data)
+    TIMEOUT = "timeout"  # no answer within the command timeout: counted as refused
+    ERROR = "error"  # could not be played (connection lost twice, garbage reply)
+    NOT_RUN = "not run"  # the time budget ran out before it
+
+    @property
+    def label(self) -> str:
+        return self.value.upper()
+
+
+# Outcomes that show the server did not relay this form.
+NOT_RELAYED = {Outcome.REFUSED, Outcome.SENDER_REFUSED, Outcome.REFUSED_AT_DATA, Outcome.TIMEOUT}
+
+
+@dataclass
+class AttemptResult:
+    """One attempt as played: the commands sent and the replies that decided it."""
+
+    attempt: RelayAttempt
+    outcome: Outcome
+    mail_command: str = ""
+    rcpt_command: str = ""
+    mail_reply: Reply | None = None
+    rcpt_reply: Reply | None = None
+    data_reply: Reply | None = None
+    detail: str = ""
+
+    @property
+    def deciding_reply(self) -> Reply | None:
+        return self.data_reply or self.rcpt_reply or self.mail_reply
+
+    def describe(self) -> str:
+        """One long-output line: outcome, id, what was sent, the reply."""
+        label = self.outcome.label
+        if self.attempt.id == "control":
+            label = "ACCEPTED" if self.outcome is Outcome.RELAYED else f"CONTROL {label}"
+        parts = [f"[{label}] {self.attempt.id}:"]
+        if self.rcpt_command:
+            parts.append(f"{self.mail_command} / {self.rcpt_command}")
+        if self.deciding_reply:
+            parts.append(f"-> {self.deciding_reply}")
+        if self.detail:
+            parts.append(f"({self.detail})")
+        return " ".join(parts)
+
+
+def classify(mail_reply: Reply | None, rcpt_reply: Reply | None) -> tuple[Outcome, str]:
+    """Judge an attempt from its MAIL FROM and RCPT TO replies.
+
+    The recipient reply decides; a refused sender means the recipient was never judged
+    (not a relay); any 4xx is a temporary refusal, which is not a proper relay refusal.
+    """
+    if mail_reply is None:
+        return Outcome.ERROR, "no reply to MAIL FROM"
+    if mail_reply.permanent:
+        return Outcome.SENDER_REFUSED, ""
+    if mail_reply.transient:
+        return Outcome.TEMPFAILED, "temporary refusal at MAIL FROM"
+    if not mail_reply.positive:
+        return Outcome.ERROR, f"unexpected reply {mail_reply.code} to MAIL FROM"
+    if rcpt_reply is None:
+        return Outcome.ERROR, "no reply to RCPT TO"
+    if rcpt_reply.positive:
+        return Outcome.RELAYED, ""
+    if rcpt_reply.permanent:
+        return Outcome.REFUSED, ""
+    if rcpt_reply.transient:
+        return Outcome.TEMPFAILED, "temporary refusal is not a proper relay refusal"
+    return Outcome.ERROR, f"unexpected reply {rcpt_reply.code} to RCPT TO"
+
+
+def classify_data(data_reply: Reply) -> tuple[Outcome, str]:
+    """After an accepted outside RCPT, judge the DATA reply (only with --depth data)."""
+    if data_reply.intermediate:
+        return Outcome.RELAYED, "354 at DATA: the server would take the message"
+    if data_reply.positive:
+        return Outcome.RELAYED, f"unexpected {data_reply.code} at DATA"
+    return Outcome.REFUSED_AT_DATA, "accepted at RCPT, refused at DATA"
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Counts over a series of attempts (the perfdata)."""
+
+    attempts: int
+    relayed: int
+    tempfailed: int
+    refused: int
+    timeouts: int
+    errors: int
+    not_run: int
+
+    @classmethod
+    def of(cls, results: list[AttemptResult]) -> Tally:
+        def count(*outcomes: Outcome) -> int:
+            return sum(1 for r in results if r.outcome in outcomes)
+
+        return cls(
+            attempts=len(results),
+            relayed=count(Outcome.RELAYED),
+            tempfailed=count(Outcome.TEMPFAILED),
+            refused=count(Outcome.REFUSED, Outcome.SENDER_REFUSED, Outcome.REFUSED_AT_DATA),
+            timeouts=count(Outcome.TIMEOUT),
+            errors=count(Outcome.ERROR),
+            not_run=count(Outcome.NOT_RUN),
+        )
+
+    @property
+    def completed(self) -> int:
+        return self.attempts - self.errors - self.not_run
