@@ -8,7 +8,7 @@
 
 then runs each ``plugins/check_*`` as Icinga would (a fresh process), speaking from 127.0.0.2
 (the "outside"), prints the command line, the plugin's real output and its exit code, and stops
-everything. See README.md, "The lab and the demo", for what each plugin is expected to find.
+everything. See docs/lab.md for what each plugin is expected to find.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ DEFAULT_SETTINGS: dict[str, str] = {
 LOCAL_RECIPIENTS = ("postmaster", "abuse", "root", "user")
 
 #: The lab's named configurations: name -> (main.cf settings, maps). Verified forms are listed
-#: in README.md ("The lab mail servers") and proven by tests/test_lab_mtas.py.
+#: in docs/lab.md ("Postfix") and proven by tests/test_lab_mtas.py.
 PRESETS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     # Correctly closed (the defaults): 554 5.7.1 Relay access denied for every outside form.
     "closed": ({}, {}),

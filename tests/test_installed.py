@@ -140,11 +140,10 @@ def test_each_plugin_against_the_demo_lab(installed: InstalledTree, demo_lab, pl
     assert run.perfdata
 
 
-def test_mailprobe_cron_runs_the_installed_checks(installed: InstalledTree, postfix_closed,
-                                                  tmp_path_factory) -> None:
+def test_mailprobe_cron_runs_the_installed_checks(installed: InstalledTree,
+                                                  postfix_closed) -> None:
     """``mailprobe cron`` (the same for ``mailprobe-cron``) as nagios, state in its own dir."""
-    work = Path(tmp_path_factory.mktemp("cron", numbered=True))
-    work.chmod(0o777)
+    work = installed.workdir("cron")
     config = work / "cron.toml"
     config.write_text(f"""
 state_file = "{work}/state.json"
@@ -175,7 +174,7 @@ def test_the_wheel_file_itself(tmp_path: Path) -> None:
     import sys
 
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
-                           "--wheel-dir", str(tmp_path), str(ROOT)],
+                           "--no-build-isolation", "--wheel-dir", str(tmp_path), str(ROOT)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     (wheel,) = tmp_path.glob("mailprobe-*.whl")

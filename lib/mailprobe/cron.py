@@ -38,6 +38,8 @@ from email.message import EmailMessage
 from email.policy import default as default_policy
 from pathlib import Path
 
+from mailprobe import __version__
+
 CHECKS = ("open_relay", "dnsbl", "banner_rdns", "spf_mx")
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
@@ -512,6 +514,8 @@ def build_parser(prog: str = "mailprobe-cron") -> argparse.ArgumentParser:
         description="Run mailprobe's checks for the mailers in a configuration file and mail "
                     "each postmaster when a check gets worse or recovers. Quiet unless -v; "
                     "exit 1 when a report could not be sent, 2 for a configuration error.")
+    parser.add_argument("-V", "--version", action="version",
+                        version=f"{prog} (mailprobe) {__version__}")
     parser.add_argument("-c", "--config", type=Path, default=Path("/etc/mailprobe/cron.toml"),
                         help="configuration file (default /etc/mailprobe/cron.toml)")
     parser.add_argument("--checks", type=_check_list, metavar="CHECK,...",

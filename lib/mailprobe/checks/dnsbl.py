@@ -49,8 +49,8 @@ STATES = {"ok": nagiosplugin.Ok, "warning": nagiosplugin.Warn,
           "critical": nagiosplugin.Critical, "unknown": nagiosplugin.Unknown}
 
 DESCRIPTION = f"""\
-Checks whether a mail server's IP addresses (-H) and/or a mail domain (--domain) are listed on
-DNS blacklists, and says what each listing means and where to ask for removal.
+Checks whether a mail server's IP addresses (-H) and/or a mail domain (--mail-domain) are
+listed on DNS blacklists, and says what each listing means and where to ask for removal.
 
 State: the weights of all listings are summed (default weight 1 per list, 2 for Spamhaus ZEN
 and DBL) and compared with -w/-c (Nagios ranges; the defaults -w 0 -c 1 mean WARNING from
@@ -62,7 +62,7 @@ Precedence: CRITICAL > UNKNOWN > WARNING > OK.
 
 Zone syntax (--zone, --add-zone, --list lines): NAME[:WEIGHT][:ip|domain], e.g.
 zen.spamhaus.org, bl.example.org:0.5, dbl.example.org:domain (in files, spaces also separate).
-Default lists curated {CURATED}; see the README for the table.
+Default lists curated {CURATED}; docs/check_dnsbl.md has the table.
 """
 
 
@@ -273,7 +273,7 @@ class DnsblContext(nagiosplugin.Context):
 def no_jobs_reason(report: DnsblReport) -> str:
     if report.skipped:
         return "none of the selected lists lists IPv6 addresses: nothing was checked"
-    return "no selected list matches the targets (IP lists for -H, domain lists for --domain)"
+    return "no selected list matches the targets (IP lists for -H, domain lists for --mail-domain)"
 
 
 def _plural(count: int, word: str) -> str:
@@ -378,8 +378,13 @@ class DnsblSummary(nagiosplugin.Summary):
 
     def verbose(self, results: nagiosplugin.Results) -> list[str]:
         report = self.resource.report
-        dead = getattr(self.resource.args, "dead_left_out", ())
-        return long_output(report, self.verbose_level, dead) if report else []
+        if report is None:
+            return []
+        args = self.resource.args
+        lines = long_output(report, self.verbose_level, getattr(args, "dead_left_out", ()))
+        lines.extend(f"{domain} not asked: no domain list selected (add ZONE:domain)"
+                     for domain in args.domains_not_asked)
+        return lines
 
 
 def state_choice(text: str) -> nagiosplugin.state.ServiceState:
@@ -448,8 +453,13 @@ def build(args: argparse.Namespace, deadline: Deadline) -> nagiosplugin.Check:
     zones = select_zones(args)
     if (args.hostname or args.hosts) and not any(z.kind == IP for z in zones):
         raise UsageError("-H/--hosts given but no IP list selected")
+    args.domains_not_asked = []
     if args.mail_domain and not any(z.kind == DOMAIN for z in zones):
-        raise UsageError("--mail-domain given but no domain list selected (add ZONE:domain)")
+        if not (args.hostname or args.hosts):
+            raise UsageError("--mail-domain given but no domain list selected (add ZONE:domain)")
+        # with addresses to check (e.g. mailprobe cron passing the mailer's domain to a check
+        # limited to IP lists), the domain is left out and the long output says so
+        args.domains_not_asked, args.mail_domain = args.mail_domain, None
     resource = Dnsbl(args, deadline, zones)
     return Check(
         resource,

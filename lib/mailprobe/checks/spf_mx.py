@@ -1,7 +1,8 @@
 """check_spf_mx: the mail domain's SPF and MX records, and whether the mailer passes its SPF.
 
-Probes (``spf``, ``spf_eval``, ``mx``, ``dmarc``) return findings; this module only chooses
-the domain, runs them, and turns findings and counts into nagiosplugin results and perfdata.
+Probes (``probes.spf.lint``, ``probes.spf.evaluate``, ``probes.mx``, ``probes.dmarc``) return
+findings; this module only chooses the domain, runs them, and turns findings and counts into
+nagiosplugin results and perfdata.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class Audit:
     """Everything the check found, before any Nagios judgement."""
 
     domain: str
-    guessed_from: str = ""  # how the domain was guessed; "" when given with -D
+    guessed_from: str = ""  # how the domain was guessed; "" when given with --mail-domain
     guessed_name: str = ""  # the host name it was guessed from
     mailer: str | None = None
     mailer_addresses: list[str] = field(default_factory=list)

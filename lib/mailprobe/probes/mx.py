@@ -2,7 +2,7 @@
 
 Checks (RFC 5321 5.1, RFC 2181 10.3, RFC 7505): MX present, else the implicit MX (the domain's
 own A/AAAA); null MX (``0 .``); every MX host a name (not an IP literal), not a CNAME, with an
-address. Findings carry a severity; the decisions are documented in README.md (check_spf_mx).
+address. Findings carry a severity; the decisions are documented in docs/check_spf_mx.md.
 """
 
 from __future__ import annotations
