@@ -27,8 +27,9 @@ import nagiosplugin
 
 from mailprobe import __version__
 from mailprobe.findings import CRITICAL, LEVEL_NAMES, OK, UNKNOWN, WARNING, Finding
+from mailprobe.net.addresses import unusable_reason
 from mailprobe.net.deadline import BudgetExhausted, Deadline
-from mailprobe.net.dns import DNSFailure, Nameserver
+from mailprobe.net.dns import DNSFailure, Nameserver, is_ip_address
 
 STATE_NAMES = LEVEL_NAMES
 # The one ranking rule of every plugin (Icinga's severity order): a proven problem (CRITICAL)
@@ -159,6 +160,8 @@ def check_common_values(args: argparse.Namespace) -> None:
         problem = host_name_problem(host)
         if problem:
             raise UsageError(f"-H {printable(host)!r}: {problem}")
+        if is_ip_address(host) and unusable_reason(host):
+            raise UsageError(f"-H {host}: cannot be a mail server ({unusable_reason(host)})")
     source = getattr(args, "source_address", None)
     if source:
         try:

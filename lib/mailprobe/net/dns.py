@@ -13,6 +13,7 @@ import types
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mailprobe.net.addresses import unusable_reason
 from mailprobe.net.deadline import BudgetExhausted, Deadline
 
 if TYPE_CHECKING:
@@ -242,9 +243,24 @@ def is_ip_address(text: str) -> bool:
     return True
 
 
+class UnusableAddress(DNSFailure):
+    """The DNS answered with an address that cannot be a mail server (e.g. 0.0.0.0)."""
+
+
 def resolve_target(host: str, lookup: Lookup, family: int = 0) -> list[str]:
-    """The IP addresses to probe for ``-H``: the address itself, or the name's A/AAAA."""
+    """The IP addresses to probe for ``-H``: the address itself, or the name's A/AAAA.
+
+    Raises :class:`UnusableAddress` when the name resolves to an address that cannot be a mail
+    server (0.0.0.0, multicast, ...): probing it would audit the wrong host.
+    """
     if is_ip_address(host):
         return [str(ipaddress.ip_address(host))]
-    return lookup.addresses(host, family)
+    addresses = lookup.addresses(host, family)
+    for address in addresses:
+        why = unusable_reason(address)
+        if why:
+            rdtype = "AAAA" if ":" in address else "A"
+            raise UnusableAddress(host, rdtype, f"the answer {address} cannot be a mail server "
+                                  f"({why}): fix the DNS or give -H an address")
+    return addresses
 
