@@ -1,11 +1,14 @@
 """The connect scan: many TCP connects at once on non-blocking sockets, inside one deadline.
 
 Like ``nmap -sT``, each probe is a full TCP connect from an unprivileged process, closed as soon
-as it completes (with an RST, so no TIME-WAIT piles up on large scans). Up to ``max_in_flight``
-connects are pending at once; one selector waits for whichever finishes first. A connect gets
-``connect_timeout`` seconds (the kernel resends the SYN after 1 s, so a timeout of 3 s gives a
-silent port two chances) and nothing waits past the deadline: what was not started in time is
-NOT_PROBED.
+as it completes. The close is an ordinary one (FIN): nmap resets instead, but a server that
+looks at the peer of a connection it accepts late finds a reset one gone (the lab's scripted
+server does), and only open ports ever reach that state, so the TIME-WAIT they leave is small.
+
+Up to ``max_in_flight`` connects are pending at once; one selector waits for whichever
+finishes first. A connect gets ``connect_timeout`` seconds (the kernel resends the SYN after
+1 s, so a timeout of 3 s gives a silent port two chances) and nothing waits past the deadline:
+what was not started in time is NOT_PROBED.
 
 The outcome of a connect, from the socket's error:
 
@@ -24,7 +27,6 @@ import os
 import resource
 import selectors
 import socket
-import struct
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -35,8 +37,6 @@ from mailprobe.probes.exposure.model import Endpoint, PortResult, PortState
 DEFAULT_IN_FLIGHT = 256
 DEFAULT_CONNECT_TIMEOUT = 3.0
 FD_RESERVE = 64  # descriptors kept free for everything else the check opens
-
-_LINGER_RST = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends an RST
 
 
 def classify_errno(code: int) -> tuple[PortState, str]:
@@ -136,7 +136,6 @@ class ConnectScan:
             record(PortResult(endpoint, *classify_errno(exc.errno or errno.EIO)))
             return
         sock.setblocking(False)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
         now = time.monotonic()
         pending = _Pending(endpoint, sock, now,
                            min(now + self.connect_timeout, self.deadline.expires))
