@@ -20,8 +20,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from mailprobe.net.deadline import Deadline
-from mailprobe.net.smtp import Transcript
-from mailprobe.probes.exposure.greeting import read_greeting
 from mailprobe.probes.exposure.model import (
     Endpoint,
     ExposureReport,
@@ -31,9 +29,7 @@ from mailprobe.probes.exposure.model import (
     RelayResult,
     Service,
 )
-from mailprobe.probes.exposure.relaycheck import relay_check
 from mailprobe.probes.exposure.scan import DEFAULT_CONNECT_TIMEOUT, DEFAULT_IN_FLIGHT, ConnectScan
-from mailprobe.probes.exposure.smb import probe_smb
 from mailprobe.probes.exposure.targets import AllowList, Targets
 
 MAX_WORKERS = 16  # listeners spoken to at once after the scan
@@ -135,6 +131,12 @@ def _learn(report: ExposureReport, options: ExposureOptions, deadline: Deadline)
 
 
 def _learn_one(listener: Listener, options: ExposureOptions, deadline: Deadline) -> None:
+    # imported only when something is open (ssl, the relay catalogue): most runs find nothing
+    from mailprobe.net.smtp import Transcript
+    from mailprobe.probes.exposure.greeting import read_greeting
+    from mailprobe.probes.exposure.relaycheck import relay_check
+    from mailprobe.probes.exposure.smb import probe_smb
+
     endpoint = listener.endpoint
     transcript = Transcript() if options.transcript else None
     if listener.service is Service.SMB:
