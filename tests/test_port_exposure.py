@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from lab.dnsd import DNSBehaviour, ScriptedDNSServer
 from lab.filtered import FilteredPort
 from lab.postfix import PostfixServer, free_port_on_all
 from lab.smbd import ScriptedSMBServer, SMBBehaviour
+from lab.smtpd import Behaviour, ReplyValue, ScriptedSMTPServer, Session
 from tests.conftest import PluginRun, run_plugin
 
 pytestmark = pytest.mark.integration
@@ -196,6 +198,43 @@ def test_a_relay_series_that_proves_nothing_is_unknown(site: Site) -> None:
     assert run.summary.startswith(f"PORT_EXPOSURE UNKNOWN - relay series inconclusive on "
                                   f"{LABPC}:{site.port} (control postmaster@site.test not "
                                   "accepted (")
+
+
+class ImplicitTLS(Behaviour):
+    """SMTP over TLS from the first byte (port 465, RFC 8314)."""
+
+    def greeting(self, session: Session) -> ReplyValue:
+        session._wrap_tls()
+        return super().greeting(session)
+
+
+def test_port_465_is_read_over_tls() -> None:
+    with ScriptedSMTPServer(ImplicitTLS(hostname="smtps.site.test"), "127.77.2.2", 465) as srv:
+        run = exposure("-H", "127.77.2.2", "--ports", "465")
+        until = time.monotonic() + 5  # its thread may record the QUIT after the plugin is gone
+        while len(srv.commands) < 2 and time.monotonic() < until:
+            time.sleep(0.05)
+        commands = list(srv.commands)
+    assert [c.split(" ")[0] for c in commands] == ["EHLO", "QUIT"], commands
+    assert run.returncode == 2, run.stdout
+    assert run.summary == ("PORT_EXPOSURE CRITICAL - 1 unsanctioned SMTP listener: "
+                           "127.77.2.2:465 (220 smtps.site.test ESMTP mailprobe-lab)")
+    assert ("UNSANCTIONED 127.77.2.2:465 answers 220 smtps.site.test ESMTP mailprobe-lab (over "
+            "TLS); EHLO 250 smtps.site.test (8BITMIME, ENHANCEDSTATUSCODES, PIPELINING)"
+            ) in run.long_output
+
+
+def test_a_relay_series_never_played_is_unknown() -> None:
+    """A listener that keeps its banner back past the budget: the series cannot be played, and
+    with the listener itself tolerated (-c 5) the result is UNKNOWN, not OK."""
+    with ScriptedSMTPServer(Behaviour(banner_delay=10), "127.77.2.1") as srv:
+        run = exposure("-H", "127.77.2.1", "--ports", str(srv.port), "--relay-check",
+                       "-c", "5", "-t", "3")
+    assert run.returncode == 3, run.stdout
+    assert run.summary.startswith(f"PORT_EXPOSURE UNKNOWN - relay series inconclusive on "
+                                  f"127.77.2.1:{srv.port} (no 220 banner: the relay series was "
+                                  "not played)")
+    assert run.seconds < 3 + 1
 
 
 def test_names_are_looked_up_through_the_nameserver(site: Site) -> None:

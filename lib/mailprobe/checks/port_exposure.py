@@ -19,6 +19,7 @@ from mailprobe.probes.exposure.model import (
     ExposureReport,
     Listener,
     PortState,
+    Service,
 )
 from mailprobe.probes.exposure.probe import ExposureOptions, probe
 from mailprobe.probes.exposure.scan import DEFAULT_CONNECT_TIMEOUT, DEFAULT_IN_FLIGHT
@@ -365,9 +366,13 @@ def long_output(report: ExposureReport, allow: AllowList, verbose: int) -> list[
 def listener_line(listener: Listener) -> str:
     """``UNSANCTIONED 127.0.0.6:25 answers 220 printer.example.org ESMTP; EHLO ...``."""
     where = listener.endpoint
-    if listener.smb is not None or not listener.service.is_smtp:
-        facts = listener.smb.describe() if listener.smb else \
-            "NetBIOS session service (dialects are read on 445)"
+    if not listener.service.is_smtp:
+        if listener.smb is not None:
+            facts = listener.smb.describe()
+        elif listener.service is Service.SMB:
+            facts = "dialects not read: the time budget ran out"
+        else:
+            facts = "the dialects are read on 445 only"
         return f"NETBIOS {where} open ({listener.service.value}): {facts}"
     if listener.sanctioned:
         return f"SANCTIONED {where} open"

@@ -126,8 +126,13 @@ def _learn(report: ExposureReport, options: ExposureOptions, deadline: Deadline)
                for n in range(min(MAX_WORKERS, len(jobs)))]
     for thread in threads:
         thread.start()
-    for thread in threads:  # every step of a worker is bounded by the deadline
-        thread.join(deadline.remaining() + 0.2)
+    until = deadline.expires + 0.2  # every step of a worker is bounded by the deadline
+    for thread in threads:
+        thread.join(max(0.0, until - time.monotonic()))
+    if options.relay_check:  # asked for, and not played: say so, never stay silent
+        for listener in report.unsanctioned:
+            if listener.relay is None:
+                listener.relay = RelayResult(inconclusive="not played: the time budget ran out")
 
 
 def _learn_one(listener: Listener, options: ExposureOptions, deadline: Deadline) -> None:
