@@ -260,6 +260,14 @@ def test_the_time_budget_running_out_is_unknown_and_kept(site: Site) -> None:
     assert run.summary.startswith("PORT_EXPOSURE UNKNOWN - 1 of 1 ports not probed: the time "
                                   "budget ran out")
     assert run.seconds < 2 + 1  # the contract's bound: -t plus 1 s
+    # one connect at a time: the filtered port holds the only slot, the /24 is never reached
+    run = exposure("-H", FILTERED, "-N", "127.77.5.0/24", "--ports", str(site.port),
+                   "--connect-timeout", "30", "--max-in-flight", "1", "-t", "2")
+    assert run.returncode == 3, run.stdout
+    assert run.summary.startswith("PORT_EXPOSURE UNKNOWN - 255 of 255 ports not probed: ")
+    assert run.long_output[-2:] == [
+        "ports: 0 open, 0 refused (RST), 0 filtered (no answer), 255 not probed",
+        "note: 254 ports were not reached before the time budget ran out"]
 
 
 def test_a_source_address_of_another_host_is_unknown(site: Site) -> None:

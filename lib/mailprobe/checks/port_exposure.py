@@ -345,6 +345,7 @@ def long_output(report: ExposureReport, allow: AllowList, verbose: int) -> list[
         (PortState.ERROR, "could not be probed"), (PortState.NOT_PROBED, "not probed"))
         if report.count(s) or s in (PortState.OPEN, PortState.REFUSED, PortState.FILTERED))
     lines.append(f"ports: {counts}")
+    lines.extend(f"note: {note}" for note in report.notes)
     if report.sanctioned_outside:
         lines.append("sanctioned mailers not among the targets (not scanned): "
                      + ", ".join(report.sanctioned_outside))

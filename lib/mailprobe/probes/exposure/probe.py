@@ -85,7 +85,11 @@ def probe(targets: Targets, allow: AllowList, options: ExposureOptions,
                        source_address=options.source_address,
                        transcript=report.transcript if options.transcript else None)
     report.in_flight = scan.max_in_flight
-    scan.run(endpoints(targets, ports), record)
+    if not scan.run(endpoints(targets, ports), record):  # the budget ran out first
+        unstarted = report.probes - sum(report.counts.values())
+        report.counts[PortState.NOT_PROBED] = report.count(PortState.NOT_PROBED) + unstarted
+        report.notes.append(f"{unstarted} ports were not reached before the time budget ran "
+                            "out")
     report.scan_seconds = time.monotonic() - started
     report.results.sort(key=lambda r: r.endpoint.sort_key())
     report.listeners.sort(key=lambda x: x.endpoint.sort_key())

@@ -98,10 +98,12 @@ class ConnectScan:
         self.pending: dict[int, _Pending] = {}
         self.by_expiry: collections.deque[_Pending] = collections.deque()
 
-    def run(self, endpoints: Iterable[Endpoint], record: Callable[[PortResult], None]) -> None:
+    def run(self, endpoints: Iterable[Endpoint], record: Callable[[PortResult], None]) -> bool:
         """Connect to every endpoint; ``record`` gets each result as it is known.
 
-        Endpoints not started before the deadline are recorded as NOT_PROBED.
+        A connect the deadline cuts short is recorded as NOT_PROBED; the endpoints never
+        started are not recorded at all (a forced /8 must not cost a walk through millions of
+        them after the budget is spent). Returns whether every endpoint was started.
         """
         queue = iter(endpoints)
         exhausted = False
@@ -124,8 +126,7 @@ class ConnectScan:
                 self._finish(pending, record, PortState.NOT_PROBED,
                              "the time budget ran out while connecting")
             self.selector.close()
-        for endpoint in queue:
-            record(PortResult(endpoint, PortState.NOT_PROBED, "the time budget ran out first"))
+        return exhausted
 
     # -- one connect ------------------------------------------------------------------------
     def _start(self, endpoint: Endpoint, record: Callable[[PortResult], None]) -> None:
