@@ -27,7 +27,8 @@ CONTRIB = ROOT / "contrib" / "icinga"
 CONFIG_FILES = [CONTRIB / name for name in
                 ("commands.conf", "timeperiods.conf", "services.conf", "notifications.conf")]
 PLUGINS = {"open_relay": "open_relay", "dnsbl": "dnsbl", "banner_rdns": "banner_rdns",
-           "spf_mx": "spf_mx"}   # CheckCommand name -> mailprobe.checks module
+           "spf_mx": "spf_mx", "port_exposure": "port_exposure"}
+# (CheckCommand name -> mailprobe.checks module)
 #: Options a CheckCommand leaves out on purpose (they print something and exit).
 NOT_ARGUMENTS = {"-h", "--help", "-V", "--version", "--list-tests"}
 
@@ -192,6 +193,13 @@ object Host "mx-bare" {
   address = "127.0.0.3"
   vars.mailer = true
 }
+object Host "site-net" {
+  check_command = "dummy"
+  vars.port_exposure_networks = [ "127.77.0.0/28", "::1/128" ]
+  vars.port_exposure_allow = [ "127.77.0.4", "mx.example.org" ]
+  vars.port_exposure_netbios = true
+  vars.mail_nameserver = "127.0.0.1:5353"
+}
 """
 
 
@@ -260,6 +268,10 @@ EXPECTED_ARGV = {
     ("mx-bare", "mail-open-relay"): "-H 127.0.0.3 -t 60 -v",
     ("mx-bare", "mail-dnsbl"): "-H 127.0.0.3 -t 30",
     ("mx-bare", "mail-banner-rdns"): "-H 127.0.0.3 -t 30",
+    # a network, not a mailer: the exposure scan only
+    ("site-net", "site-port-exposure"):
+        "--allow 127.77.0.4 --allow mx.example.org --nameserver 127.0.0.1:5353 --netbios "
+        "-N 127.77.0.0/28 -N ::1/128 -t 60",
 }
 
 
