@@ -598,12 +598,18 @@ class ScriptedSMTPServer(LabServer):
                 sock, _ = self._listener.accept()
             except TimeoutError:
                 continue
+            except (ConnectionAbortedError, ConnectionResetError):
+                continue  # a client that reset before we accepted (a port scanner's RST)
             except OSError:
-                return
-            sock.setblocking(True)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms Nagle stalls
+                return    # the listener was closed: stop() is under way
             with self._lock:
-                session = Session(self, sock, len(self.sessions) + 1)
+                try:
+                    sock.setblocking(True)
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle
+                    session = Session(self, sock, len(self.sessions) + 1)
+                except OSError:
+                    sock.close()  # reset between accept() and here: nothing to serve
+                    continue
                 self.sessions.append(session)
                 thread = threading.Thread(target=session.run, daemon=True,
                                           name=f"smtpd-{self.port}-{session.number}")

@@ -462,3 +462,16 @@ def test_silent_close_after_command_limit():
         assert client.command("NOOP").code == 250
         with pytest.raises(Disconnected):
             client.command("NOOP")
+
+
+def test_a_client_that_resets_does_not_stop_the_server() -> None:
+    """A port scanner's RST (SO_LINGER 0 close) right after connecting: later clients are served."""
+    import struct
+
+    with ScriptedSMTPServer(Behaviour()) as server:
+        for _ in range(5):
+            rude = socket.create_connection((server.host, server.port))
+            rude.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            rude.close()
+        with socket.create_connection((server.host, server.port), timeout=5) as polite:
+            assert polite.recv(100).startswith(b"220 ")
