@@ -165,7 +165,7 @@ class MMDBGeoIP:
             raise GeoIPError(f"maxminddb is not installed: {exc}") from exc
         try:
             self.reader = maxminddb.open_database(path)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, maxminddb.InvalidDatabaseError) as exc:
             raise GeoIPError(f"cannot read {path}: {exc}") from exc
         meta = self.reader.metadata()
         description = meta.description.get("en") or next(iter(meta.description.values()), "")
@@ -178,7 +178,7 @@ class MMDBGeoIP:
     def locate(self, address: str) -> Location:
         try:
             found, prefix = self.reader.get_with_prefix_len(address)
-        except ValueError as exc:
+        except (ValueError, RuntimeError) as exc:  # RuntimeError: InvalidDatabaseError
             raise GeoIPError(f"cannot look up {address}: {exc}") from exc
         result = Location(address, source=self.source, built=self.built,
                           attribution=self.attribution)
