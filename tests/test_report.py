@@ -185,6 +185,32 @@ def test_colours_on_a_terminal_unless_no_color(lab: AuditLab) -> None:
     assert "\033[" not in report(*lab.report_args(), CLOSED_ADDRESS).stdout  # not a TTY
 
 
+def test_fleet_progress_bar_on_a_terminal(lab: AuditLab, tmp_path: Path) -> None:
+    hosts = tmp_path / "mailers.txt"
+    hosts.write_text(f"{OPEN_ADDRESS}\n{CLOSED_ADDRESS}\n")
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "mailprobe", "report", *lab.report_args(),
+                             "--hosts", str(hosts), "--color", "never"],
+                            stdout=subprocess.PIPE, stderr=follower, stdin=subprocess.DEVNULL,
+                            env=clean_environment())
+    os.close(follower)
+    stdout, _ = proc.communicate(timeout=90)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    terminal = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 2
+    assert "auditing" in terminal and "2/2" in terminal  # rich's bar, on stderr's terminal
+    assert "auditing" not in stdout.decode()  # the report itself stays clean
+
+
 @pytest.mark.parametrize("args, message", [
     ((), "give at least one HOST or --hosts FILE"),
     (("0.0.0.0",), "cannot be a mail server"),
