@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from mailprobe.net.dns import Nameserver
 from mailprobe.probes.dnsbl.zones import Zone
@@ -31,7 +31,9 @@ class AuditOptions:
     family: int = 0  # 4, 6 or 0
     external_domain: str = "example.net"
     external_user: str = "relaytest"
-    extra: dict[str, str] = field(default_factory=dict)
+    # STARTTLS certificate: WARNING/CRITICAL when it expires within these days (None: the
+    # certificate is reported but not judged, as check_banner_rdns without --starttls-cert-days)
+    certificate_days: tuple[float, float] | None = (14.0, 0.0)
 
     def describe(self) -> dict[str, object]:
         """The options as JSON-able data (the report says what it was asked to do)."""

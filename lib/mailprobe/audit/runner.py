@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from mailprobe import __version__
 from mailprobe.audit.context import MailerContext
@@ -75,8 +75,14 @@ def resolve(target: MailerTarget, options: AuditOptions, deadline: Deadline) -> 
 
 def audit_mailer(target: MailerTarget, options: AuditOptions, *,
                  geo: GeoDatabase | None = None,
-                 on_section: SectionCallback | None = None) -> MailerReport:
-    """Every section for one mailer, concurrently, within ``options.timeout``."""
+                 on_section: SectionCallback | None = None,
+                 only: Collection[str] | None = None) -> MailerReport:
+    """Every section (or ``only`` these) for one mailer, concurrently, within
+    ``options.timeout``."""
+    wanted = [key for key in ORDER if only is None or key in only]
+    running = set(wanted)
+    if {"relay", "domain"} & running and not options.mail_domain:
+        running.add("identity")  # its PTR and banner names guess the mail domain
     started = time.monotonic()
     deadline = mailer_deadline(options)
     report = MailerReport(target.label)
@@ -92,6 +98,8 @@ def audit_mailer(target: MailerTarget, options: AuditOptions, *,
         return report
     ctx = MailerContext(target.label, report.addresses, options, deadline)
     report.address = ctx.address
+    if "identity" not in running:
+        ctx.identity_known(None)  # nobody waits for facts that are not gathered
     results: queue.Queue[Section] = queue.Queue()
     lock = threading.Lock()
 
@@ -105,14 +113,14 @@ def audit_mailer(target: MailerTarget, options: AuditOptions, *,
             detail = traceback.format_exc(limit=-3)
             section = _failed(key, f"internal error: {type(exc).__name__}: {exc}", detail)
         section.seconds = round(time.monotonic() - began, 3)
-        if on_section is not None:
+        if on_section is not None and key in wanted:
             with lock:
                 on_section(report, section)
         results.put(section)
 
     threads = [threading.Thread(target=one, args=(key, adapter), daemon=True,
                                 name=f"audit-{key}")
-               for key, adapter in adapters(geo).items()]
+               for key, adapter in adapters(geo).items() if key in running]
     for thread in threads:
         thread.start()
     done: dict[str, Section] = {}
@@ -122,14 +130,14 @@ def audit_mailer(target: MailerTarget, options: AuditOptions, *,
         except queue.Empty:
             break
         done[section.key] = section
-    for key in ORDER:
+    for key in wanted:
         if key not in done:
             done[key] = _failed(key, f"did not finish within -t {options.timeout:g}s")
             if on_section is not None:
                 with lock:
                     on_section(report, done[key])
     with lock:
-        report.sections = [done[key] for key in ORDER]
+        report.sections = [done[key] for key in wanted]
         report.mail_domain = ctx.mail_domain().name if ctx.domain_chosen else None
         report.mail_domain_source = ctx.mail_domain().source if ctx.domain_chosen else ""
     report.seconds = round(time.monotonic() - started, 3)

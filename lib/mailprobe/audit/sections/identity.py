@@ -14,7 +14,6 @@ from mailprobe.probes.identity.probe import ProbeOptions, probe
 
 KEY = "identity"
 DNS_SHARE = 0.5  # DNS may use half the budget, so a dead DNS server leaves time for SMTP
-POLICY = Policy(starttls_required=True, cert_days=(14.0, 0.0))
 
 
 def run(ctx: MailerContext) -> Section:
@@ -25,7 +24,8 @@ def run(ctx: MailerContext) -> Section:
         report = gather(ctx)
     finally:
         ctx.identity_known(report)
-    findings = assess(report, POLICY)
+    findings = assess(report, Policy(starttls_required=True,
+                                     cert_days=ctx.options.certificate_days))
     if not findings:
         findings = [Finding(UNKNOWN, "no-address", "no address to probe")]
     several = len(report.addresses) > 1
@@ -45,7 +45,7 @@ def gather(ctx: MailerContext) -> IdentityReport:
     options = ctx.options
     probe_options = ProbeOptions(port=options.port, family=options.family,
                                  source_address=options.source_address,
-                                 starttls_certificate=True)
+                                 starttls_certificate=options.certificate_days is not None)
     dns_deadline = ctx.deadline.sub(max(1.0, ctx.deadline.remaining() * DNS_SHARE))
     merged = IdentityReport(ctx.label, options.port)
     for address in ctx.addresses:
