@@ -158,6 +158,25 @@ def test_text_colours_only_when_asked_or_on_a_terminal(monkeypatch: pytest.Monke
     assert use_colour(Terminal(), forced=True)
 
 
+def test_geoip_data_source_and_attribution_are_always_shown() -> None:
+    location = geoip.Location("81.2.69.160", country_code="GB", country="United Kingdom",
+                              city="London", latitude=51.5, longitude=-0.09)
+    section = Section("geoip", "Location (GeoIP)", OK, location.line(),
+                      [Finding(OK, "geoip-public", location.line())],
+                      [Link("Map it: 81.2.69.160", location.map_url)],
+                      {"sources": [{"source": "GeoLite2-City (test)", "built": "2026-11-01",
+                                    "attribution": geoip.MAXMIND_ATTRIBUTION}]})
+    report = Report([MailerReport("mx", ["81.2.69.160"], sections=[section])])
+    text = render_report(report)
+    assert "81.2.69.160: London, United Kingdom (GB)" in text
+    assert "GeoLite2-City (test), built 2026-11-01. This product includes GeoLite2 data " \
+           "created by MaxMind" in text
+    assert "Map it: 81.2.69.160: https://www.openstreetmap.org/?mlat=51.5000&mlon=-0.0900" in text
+    html = render_html(report)
+    assert "This product includes GeoLite2 data created by MaxMind" in html
+    assert 'href="https://www.openstreetmap.org/?mlat=51.5000&amp;mlon=-0.0900' in html
+
+
 def test_html_is_self_contained_and_escaped() -> None:
     html = render_html(_sample())
     assert 'class="section level-critical"' in html and 'class="section level-warning"' in html

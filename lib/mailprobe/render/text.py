@@ -88,6 +88,10 @@ def render_section(section: Section, paint: Painter, verbose: int = 0) -> list[s
             lines.extend(f"             {part}" for part in _wrap(finding.detail))
     for link in section.links:
         lines.append(f"    {'link':<{WIDTH}} {link.label}: {link.url}")
+    for source in section.evidence.get("sources", []) if section.key == "geoip" else []:
+        # the data's licence asks for its attribution wherever its answers are shown
+        lines.append(f"    {'data':<{WIDTH}} {source['source']}, built "
+                     f"{source['built'] or '(date unknown)'}. {source['attribution']}")
     if verbose:
         lines.extend("    " + line for line in evidence_lines(section, verbose))
     return lines
@@ -113,10 +117,6 @@ def evidence_lines(section: Section, verbose: int) -> list[str]:
         dmarc = evidence.get("dmarc") or {}
         if dmarc.get("record"):
             out.append(f"DMARC {dmarc['found_at']}: {dmarc['record']}")
-    if section.key == "geoip":
-        for source in evidence.get("sources", []):
-            out.append(f"data: {source['source']}, built {source['built'] or 'unknown'}; "
-                       f"{source['attribution']}")
     if verbose >= 2:
         for name in ("transcript", "dns_transcript"):
             lines = evidence.get(name) or []
