@@ -8,8 +8,10 @@ import json
 import os
 import pty
 import re
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -209,6 +211,25 @@ def test_fleet_progress_bar_on_a_terminal(lab: AuditLab, tmp_path: Path) -> None
     assert proc.returncode == 2
     assert "auditing" in terminal and "2/2" in terminal  # rich's bar, on stderr's terminal
     assert "auditing" not in stdout.decode()  # the report itself stays clean
+
+
+def test_silent_server_and_silent_dns_end_within_the_budget() -> None:
+    """A mailer that accepts and never speaks, a resolver that never answers: every section
+    says what it could not determine, and the report ends within -t + 1 s (the catalogue's
+    bound), exit 3."""
+    with socket.create_server(("127.0.0.40", 0)) as mute, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as deaf:
+        deaf.bind(("127.0.0.1", 0))
+        started = time.monotonic()
+        proc = report("-t", "4", "-p", str(mute.getsockname()[1]), "--nameserver",
+                      f"127.0.0.1:{deaf.getsockname()[1]}", "--zone", DNSBL_ZONE,
+                      "--mail-domain", "relaylab.test", "--color", "never", "127.0.0.40")
+        elapsed = time.monotonic() - started
+    assert proc.returncode == 2, proc.stdout  # no banner at all: mail service down
+    assert elapsed < 4 + 1
+    assert "[CRITICAL] Open relay: mail service down: no banner from 127.0.0.40" in proc.stdout
+    assert f"[UNKNOWN ] DNS blacklists: {DNSBL_ZONE} could not be checked" in proc.stdout
+    assert "no banner from 127.0.0.40" in proc.stdout
 
 
 @pytest.mark.parametrize("args, message", [
