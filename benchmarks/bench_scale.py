@@ -6,7 +6,10 @@ Set-up (inside a private network namespace): rbldnsd serves --zones zones (each 
 Two ways of running the same audit for N mailers:
 
 * ``cron``: the product's wrapper, ``python -m mailprobe.cron --dry-run`` with N mailers
-  (check dnsbl), one plugin process per mailer, ``jobs`` at once (--jobs);
+  (check dnsbl), by default in one interpreter through the audit engine (``engine_jobs``
+  mailers at once, --engine-jobs);
+* ``cron-process``: the same with ``engine = "process"``: one plugin process per mailer,
+  ``jobs`` at once (--jobs), as before the in-process engine;
 * ``hosts-file``: one plugin run, ``check_dnsbl --hosts FILE`` with the N addresses: one
   interpreter asks every (mailer, zone) pair at once (at most 200 queries in flight).
 
@@ -37,16 +40,18 @@ def zone_data(zones: list[str]) -> dict[str, tuple[str, str]]:
     return {zone: ("ip4set", f":127.0.0.2:Listed by $\n127.0.0.2\n{listed}\n") for zone in zones}
 
 
-def cron_config(work: Path, count: int, zones: list[str], jobs: int, nameserver: str) -> Path:
+def cron_config(work: Path, count: int, zones: list[str], jobs: int, nameserver: str,
+                engine: str = "in-process", engine_jobs: int = 32) -> Path:
     zone_args = ", ".join(f'"--zone", "{z}"' for z in zones)
-    lines = [f'state_file = "{work}/state-{count}.json"', 'from = "bench@bench.test"',
+    lines = [f'state_file = "{work}/state-{engine}-{count}.json"', 'from = "bench@bench.test"',
              'smtp_host = "127.0.0.1"', 'checks = ["dnsbl"]', f"jobs = {jobs}",
+             f'engine = "{engine}"', f"engine_jobs = {engine_jobs}",
              f'python = "{common.PYTHON}"', "", "[defaults]",
              f'dnsbl = [{zone_args}, "-t", "60"]']
     for number, address in enumerate(addresses(count)):
         lines += ["", "[[mailer]]", f'name = "mx{number}.bench.test"', f'address = "{address}"',
                   'postmaster = "postmaster@bench.test"', f'nameserver = ["{nameserver}"]']
-    path = work / f"cron-{count}.toml"
+    path = work / f"cron-{engine}-{count}.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -55,7 +60,10 @@ def main() -> None:
     parser = common.base_parser(__doc__.split("\n", 1)[0], rounds=3)
     parser.add_argument("--delay-ms", type=float, default=100.0)
     parser.add_argument("--zones", type=int, default=10)
-    parser.add_argument("--jobs", type=int, default=16, help="cron wrapper's parallel checks")
+    parser.add_argument("--jobs", type=int, default=16,
+                        help="cron wrapper's parallel plugin processes (engine = process)")
+    parser.add_argument("--engine-jobs", type=int, default=32,
+                        help="cron wrapper's mailers audited at once in-process")
     args = parser.parse_args()
     common.in_private_netns()
     common.prepare()
@@ -69,14 +77,21 @@ def main() -> None:
         forwarder = start_forwarder(rbl.nameserver, args.delay_ms, listen, zones[0])
         try:
             for count in SIZES:
-                config = cron_config(work, count, zones, args.jobs, listen)
                 hosts = work / f"hosts-{count}"
                 hosts.write_text("\n".join(addresses(count)) + "\n")
 
-                def cron(config: Path = config, count: int = count) -> common.Run:
-                    Path(f"{work}/state-{count}.json").unlink(missing_ok=True)  # same work
+                def cron_way(engine: str, count: int = count) -> common.Run:
+                    config = cron_config(work, count, zones, args.jobs, listen, engine,
+                                         args.engine_jobs)
+                    Path(f"{work}/state-{engine}-{count}.json").unlink(missing_ok=True)
                     return common.run([common.PYTHON, "-m", "mailprobe.cron", "-c", str(config),
                                        "--dry-run"], env=env())
+
+                def cron(count: int = count) -> common.Run:
+                    return cron_way("in-process", count)
+
+                def cron_process(count: int = count) -> common.Run:
+                    return cron_way("process", count)
 
                 def hosts_file(hosts: Path = hosts) -> common.Run:
                     zone_args = [arg for zone in zones for arg in ("--zone", zone)]
@@ -89,7 +104,8 @@ def main() -> None:
                             name == "hosts-file" and not result.stdout.startswith("DNSBL OK")):
                         common.expect(name, result, (), "")
 
-                series = common.alternate({"cron": cron, "hosts-file": hosts_file},
+                series = common.alternate({"cron": cron, "cron-process": cron_process,
+                                           "hosts-file": hosts_file},
                                           args.rounds, warmup=0 if count > 16 else 1,
                                           check=check)
                 for name, s in series.items():
@@ -117,7 +133,7 @@ def report(results: dict[str, dict[int, common.Series]], args: object) -> None:
                          s.runs[-1].stdout.strip().splitlines()[0][:60] if s.runs[-1].stdout
                          else ""])
     lines = [f"Scale: DNSBL audit of N mailers on {args.zones} zones, +{args.delay_ms:.0f} ms per "
-             f"answer; cron jobs={args.jobs}; "
+             f"answer; cron engine_jobs={args.engine_jobs}, cron-process jobs={args.jobs}; "
              f"{args.rounds} rounds (medians)",
              common.table(rows, ["way", "mailers", "wall", "vs 1 mailer", "cpu",
                                  "wall/mailer", "output"]),
@@ -128,6 +144,7 @@ def report(results: dict[str, dict[int, common.Series]], args: object) -> None:
     text = "\n".join(lines)
     print(text)
     common.save("scale", {"text": text, "zones": args.zones, "jobs": args.jobs,
+                          "engine_jobs": args.engine_jobs,
                           "series": {n: {c: {"wall": s.median("wall"), "cpu": s.median("cpu")}
                                          for c, s in by.items()} for n, by in results.items()}})
 

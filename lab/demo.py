@@ -9,6 +9,9 @@
 then runs each ``plugins/check_*`` as Icinga would (a fresh process), speaking from 127.0.0.2
 (the "outside"), prints the command line, the plugin's real output and its exit code, and stops
 everything. See docs/lab.md for what each plugin is expected to find.
+
+With ``--serve`` the lab keeps running and ``mailprobe serve`` (the one-click audit page) is
+started against it, allowed to test only the lab's mailer; its URL is printed.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import importlib.util
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -187,6 +191,33 @@ def describe(knot: KnotServer, smtp: ScriptedSMTPServer, out) -> None:
     )
 
 
+def page_argv(smtp_port: int, nameserver: str, listen: str) -> list[str]:
+    """``mailprobe serve`` against this lab: only the lab's mailer may be tested."""
+    return [sys.executable, "-m", "mailprobe", "serve", "--listen", listen,
+            "--allow", f"{MAILER_ADDRESS}/32", "-p", str(smtp_port), "--nameserver", nameserver,
+            "--source-address", OUTSIDE_ADDRESS, "--zone", DNSBL_ZONE, "--mail-domain", DOMAIN,
+            "-t", "20"]
+
+
+def start_page(smtp_port: int, nameserver: str, out) -> subprocess.Popen[str] | None:
+    """Start the web page; print its URL (None when it did not come up)."""
+    listen = f"127.0.0.1:{free_port('127.0.0.1')}"
+    env = dict(os.environ)
+    env.setdefault("PYTHONPATH", str(ROOT / "lib"))
+    page = subprocess.Popen(page_argv(smtp_port, nameserver, listen), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                            env=env)
+    assert page.stdout is not None
+    first = page.stdout.readline().strip()
+    if not first.startswith("mailprobe serve: http://"):
+        out.write(f"demo: the audit page did not start: {first}\n")
+        page.wait(5)
+        return None
+    out.write(f"\ndemo: the one-click audit page: http://{listen}/ (type {MAILER_ADDRESS} or "
+              f"{MAILER_NAME}); it tests only {MAILER_ADDRESS}\n")
+    return page
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m lab.demo",
@@ -196,7 +227,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="pass -v to the plugins (repeatable)")
     parser.add_argument("--serve", action="store_true",
-                        help="after the plugins, keep the lab running until Ctrl-C")
+                        help="after the plugins, keep the lab running and serve the one-click "
+                             "audit page (mailprobe serve) against it until Ctrl-C")
     return parser.parse_args(argv)
 
 
@@ -214,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
                               port=free_port(MAILER_ADDRESS))
     ran: list[str] = []
     unavailable: list[str] = []
+    page: subprocess.Popen[str] | None = None
     try:
         smtp.start()
         describe(knot, smtp, out)
@@ -221,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
             if wanted is None or run.name in wanted:
                 (ran if run_plugin(run, out) else unavailable).append(run.name)
         if args.serve:
+            # stopped by Ctrl-C or a plain kill alike: both clean up the lab and the page
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
+            page = start_page(smtp.port, knot.nameserver, out)
             out.write(f"\ndemo: lab kept running (SMTP {smtp.host}:{smtp.port}, DNS "
                       f"{knot.nameserver}); Ctrl-C to stop\n")
             out.flush()
@@ -232,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
         out.write(f"demo: cannot start the lab's SMTP server: {exc}\n")
         return 1
     finally:
+        if page is not None:
+            page.terminate()
+            page.wait(10)
         smtp.stop()
         knot.stop()
     out.write(f"\ndemo: {len(ran)} plugin(s) ran"

@@ -91,6 +91,64 @@ def test_check_argv_is_accepted_by_every_plugin_parser() -> None:
         plugin_parser(check).parse_args(check_argv(mailer, check, {}))
 
 
+def test_engine_runs_in_process_only_what_it_honours_the_plugins_way() -> None:
+    from mailprobe import cronengine
+
+    mailer = Mailer("mx1.example.org", "pm@example.org", address="192.0.2.25",
+                    mail_domain="example.org", port=2525, source_address="198.51.100.7",
+                    nameserver=["127.0.0.1:5353"], outbound_address="203.0.113.9")
+    defaults = {"open_relay": ["-t", "20"], "dnsbl": ["--zone", "bl.spamcop.net"]}
+    specs = [(mailer.name, check, check, check_argv(mailer, check, defaults))
+             for check in cron.CHECKS]
+    specs.append((mailer.name, "open_relay", "open_relay:quarterly",
+                  check_argv(mailer, "open_relay", defaults, ["--depth=data"])))
+    specs.append((mailer.name, "spf_mx", "spf_mx:strict",
+                  check_argv(mailer, "spf_mx", defaults, ["--require-dmarc"])))
+    audits, process = cronengine.plan(specs)
+    assert process == [4, 5]  # --depth data and --require-dmarc keep the plugin process
+    by_target = {(a.target, tuple(sorted(a.checks))): a for a in audits}
+    # the outbound address is another target; -t 20 makes open_relay an audit of its own
+    assert set(by_target) == {("203.0.113.9", ("dnsbl",)), ("192.0.2.25", ("open_relay",)),
+                              ("192.0.2.25", ("banner_rdns", "spf_mx"))}
+    relay = by_target[("192.0.2.25", ("open_relay",))].options
+    assert (relay.timeout, relay.port, relay.source_address, relay.mail_domain) == (
+        20.0, 2525, "198.51.100.7", "example.org")
+    assert [str(n) for n in relay.nameservers or []] == ["127.0.0.1:5353"]
+    dnsbl = by_target[("203.0.113.9", ("dnsbl",))].options
+    assert [z.host for z in dnsbl.zones or []] == ["bl.spamcop.net"]
+    assert by_target[("192.0.2.25", ("banner_rdns", "spf_mx"))].options.certificate_days is None
+
+
+def test_engine_output_reads_like_the_plugin() -> None:
+    from mailprobe import cronengine
+    from mailprobe.audit.model import Section
+    from mailprobe.findings import Finding
+
+    section = Section("relay", "Open relay", CRITICAL, "open relay: 1 of 38 relay attempts "
+                      "accepted (plain)", [Finding(CRITICAL, "relayed", "open relay | 1")],
+                      evidence={"attempts": [
+                          {"id": "control", "outcome": "relayed", "mail_from": "MAIL FROM:<a>",
+                           "rcpt_to": "RCPT TO:<postmaster@x>", "reply": "250 ok"},
+                          {"id": "plain", "outcome": "relayed", "mail_from": "MAIL FROM:<a>",
+                           "rcpt_to": "RCPT TO:<b@example.net>", "reply": "250 ok"}]})
+    state, output = cronengine.status_output("open_relay", section)
+    lines = output.splitlines()
+    assert state == CRITICAL
+    assert lines[0] == "OPEN_RELAY CRITICAL - open relay: 1 of 38 relay attempts accepted (plain)"
+    assert lines[1] == "[ACCEPTED] control: MAIL FROM:<a> / RCPT TO:<postmaster@x> -> 250 ok"
+    assert lines[2] == "[RELAYED] plain: MAIL FROM:<a> / RCPT TO:<b@example.net> -> 250 ok"
+    assert lines[3] == "CRITICAL: open relay ! 1"  # no '|': it would start perfdata
+
+
+def test_engine_setting_is_checked(tmp_path: Path) -> None:
+    document = {"state_file": str(tmp_path / "s.json"),
+                "mailer": [{"name": "mx", "postmaster": "pm@example.org"}]}
+    assert parse_config(document).engine == "in-process"
+    assert parse_config({**document, "engine": "process"}).engine == "process"
+    with pytest.raises(ConfigError, match="engine"):
+        parse_config({**document, "engine": "threads"})
+
+
 @pytest.mark.parametrize(("spec", "day", "expected"), [
     ("3:thu", datetime.date(2026, 2, 19), True),     # third Thursday of February 2026
     ("3:thu", datetime.date(2026, 2, 12), False),    # second
@@ -185,9 +243,10 @@ def test_state_file_of_another_kind_is_refused(tmp_path: Path) -> None:
 # --- one run with scripted outcomes --------------------------------------------------------------
 
 def _settings(tmp_path: Path, port: int) -> Settings:
+    # engine "process": every check goes through run_check, which these tests script
     return Settings(mailers=[Mailer("mx1", "pm1@example.org"), Mailer("mx2", "pm2@example.org")],
                     state_file=tmp_path / "state.json", mail_from="mailprobe@monitor.test",
-                    smtp_host="127.0.0.1", smtp_port=port)
+                    smtp_host="127.0.0.1", smtp_port=port, engine="process")
 
 
 def _script(monkeypatch: pytest.MonkeyPatch, states: dict[tuple[str, str], int]) -> None:
@@ -316,13 +375,18 @@ def lab_dns() -> Iterator[KnotServer]:
 def delivered(maildir: Path, count: int, server: MailboxPostfix, timeout: float = 15) -> list[
         Message]:
     """The mails in the Maildir once ``count`` arrived and Postfix's queue is empty."""
+    def arrived() -> list[Path]:
+        # in order of arrival: Maildir names sort by second only, and in-process runs are fast
+        files = list((maildir / "new").glob("*")) if (maildir / "new").exists() else []
+        return sorted(files, key=lambda f: (f.stat().st_mtime_ns, f.name))
+
     until = time.monotonic() + timeout
     while time.monotonic() < until:
-        files = sorted((maildir / "new").glob("*")) if (maildir / "new").exists() else []
+        files = arrived()
         if len(files) >= count and server.queue_empty():
             return [message_from_bytes(f.read_bytes()) for f in files]
         time.sleep(0.1)
-    files = sorted((maildir / "new").glob("*")) if (maildir / "new").exists() else []
+    files = arrived()
     raise AssertionError(f"{len(files)} mails, expected {count}:\n{server.maillog()[-3000:]}")
 
 

@@ -1,8 +1,9 @@
 """The ``mailprobe`` command: the jobs that are not Nagios plugins, as subcommands.
 
 ``mailprobe cron`` runs the checks for a list of mailers and mails postmasters on regressions
-(also installed as ``mailprobe-cron``). Each subcommand's module has its own ``main(argv, prog)``;
-this module only dispatches, so ``mailprobe --help`` stays cheap.
+(also installed as ``mailprobe-cron``); ``mailprobe report`` audits mailers at once (text, JSON,
+HTML); ``mailprobe serve`` is the same audit as a web page. Each subcommand's module has its
+own ``main(argv, prog)``; this module only dispatches, so ``mailprobe --help`` stays cheap.
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ from mailprobe import __version__
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "cron": ("mailprobe.cron",
              "run the checks for the mailers in a config file; mail postmasters on changes"),
+    "report": ("mailprobe.report",
+               "audit mailers at once: relay, DNSBL, identity, MX/SPF/DMARC, GeoIP (text, "
+               "JSON, HTML)"),
+    "serve": ("mailprobe.web.serve",
+              "the one-click audit as a web page (form, report filling in as probes finish)"),
 }
 
 

@@ -3,8 +3,10 @@ state gets worse (a regression) or comes back to OK (a recovery), never otherwis
 
 For sites without Icinga. The mailers and the mail settings live in a TOML file (see
 contrib/cron/mailprobe-cron.toml); the last state of every (mailer, check) is kept in a JSON state
-file (written atomically, one run at a time under a lock). Each check runs as the plugin does
-under Icinga: a fresh ``python`` process with the plugin's options, its exit code is the state.
+file (written atomically, one run at a time under a lock). By default the checks run in this
+process through the audit engine (:mod:`mailprobe.cronengine`), each check whose options the
+engine honours the plugin's way; the others (and every check with ``engine = "process"``) run as
+the plugin does under Icinga: a fresh ``python`` process, its exit code is the state.
 
 Severity order (worse to the right): OK < WARNING < UNKNOWN < CRITICAL, as Icinga sorts them.
 A first run with no previous state counts as coming from OK: a mailer that is already an open
@@ -37,8 +39,12 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mailprobe import __version__
+
+if TYPE_CHECKING:
+    from mailprobe.cronengine import EngineJob
 
 CHECKS = ("open_relay", "dnsbl", "banner_rdns", "spf_mx")
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
@@ -93,6 +99,8 @@ class Settings:
     check_timeout: float = 600.0      # kill a plugin that outlives this (it has its own -t)
     jobs: int = 4
     defaults: dict[str, list[str]] = field(default_factory=dict)
+    engine: str = "in-process"        # or "process": every check in a plugin process
+    engine_jobs: int = 32             # mailers audited at once in-process
 
 
 def _str_list(value: object, what: str) -> list[str]:
@@ -124,7 +132,8 @@ def _checks(value: object, what: str) -> tuple[str, ...]:
 def parse_config(data: dict[str, object], default_from: str | None = None) -> Settings:
     """Settings from the parsed TOML document."""
     known_top = {"state_file", "from", "smtp_host", "smtp_port", "sendmail", "python",
-                 "check_timeout", "jobs", "checks", "defaults", "mailer"}
+                 "check_timeout", "jobs", "checks", "defaults", "mailer", "engine",
+                 "engine_jobs"}
     unknown = set(data) - known_top
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
@@ -158,6 +167,9 @@ def parse_config(data: dict[str, object], default_from: str | None = None) -> Se
         raise ConfigError("two mailers with the same name")
     if "state_file" not in data:
         raise ConfigError("state_file is not set")
+    engine = str(data.get("engine", "in-process"))
+    if engine not in ("in-process", "process"):
+        raise ConfigError(f"engine {engine!r}: give \"in-process\" or \"process\"")
     return Settings(
         mailers=mailers,
         state_file=Path(str(data["state_file"])),
@@ -169,6 +181,8 @@ def parse_config(data: dict[str, object], default_from: str | None = None) -> Se
         check_timeout=float(data.get("check_timeout", 600)),  # type: ignore[arg-type]
         jobs=max(1, int(data.get("jobs", 4))),  # type: ignore[call-overload]
         defaults=_args_table(data.get("defaults", {}), "defaults"),
+        engine=engine,
+        engine_jobs=max(1, int(data.get("engine_jobs", 32))),  # type: ignore[call-overload]
     )
 
 
@@ -248,6 +262,35 @@ def run_check(settings: Settings, mailer: Mailer, check: str, key: str,
     output = proc.stdout.strip() or (f"{check.upper()} UNKNOWN - exit {proc.returncode}, "
                                      f"no output: {proc.stderr.strip()[-300:]}")
     return Outcome(mailer.name, key, state, output, now_iso())
+
+
+def run_checks(settings: Settings, jobs: Sequence[tuple[Mailer, str]], tag: str,
+               extra: dict[str, list[str]]) -> list[Outcome]:
+    """Every (mailer, check): in-process where the engine honours its options, else as a plugin
+    process; the outcomes in the order of ``jobs``."""
+    keys = [f"{check}:{tag}" if tag else check for _, check in jobs]
+    process = list(range(len(jobs)))
+    audits: list[EngineJob] = []
+    if settings.engine == "in-process":
+        from mailprobe import cronengine
+
+        specs = [(mailer.name, check, key, check_argv(mailer, check, settings.defaults,
+                                                       extra.get(check, [])))
+                 for (mailer, check), key in zip(jobs, keys, strict=True)]
+        audits, process = cronengine.plan(specs)
+    outcomes: dict[tuple[str, str], Outcome] = {}
+    with ThreadPoolExecutor(max_workers=settings.jobs) as pool:
+        futures = [pool.submit(run_check, settings, jobs[i][0], jobs[i][1], keys[i],
+                               extra.get(jobs[i][1], [])) for i in process]
+        if audits:
+            from mailprobe import cronengine
+
+            for mailer, key, state, output in cronengine.run(audits, settings.engine_jobs):
+                outcomes[(mailer, key)] = Outcome(mailer, key, state, output, now_iso())
+        for future in futures:
+            outcome = future.result()
+            outcomes[(outcome.mailer, outcome.check)] = outcome
+    return [outcomes[(mailer.name, key)] for (mailer, _), key in zip(jobs, keys, strict=True)]
 
 
 # --- states and changes ---------------------------------------------------------------------------
@@ -448,11 +491,7 @@ def run(settings: Settings, checks: Sequence[str] | None = None,
     extra = extra or {}
     with locked(settings.state_file):
         state = StateFile(settings.state_file).load()
-        with ThreadPoolExecutor(max_workers=settings.jobs) as pool:
-            outcomes = list(pool.map(
-                lambda job: run_check(settings, job[0], job[1],
-                                      f"{job[1]}:{tag}" if tag else job[1], extra.get(job[1], [])),
-                jobs))
+        outcomes = run_checks(settings, jobs, tag, extra)
         changes: list[Change] = []
         for outcome in outcomes:
             before = state.state(outcome.mailer, outcome.check)

@@ -6,6 +6,7 @@ The numbers are the Nagios exit codes, so no probe needs to import nagiosplugin.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -21,6 +22,17 @@ class Level(IntEnum):
 
 OK, WARNING, CRITICAL, UNKNOWN = Level.OK, Level.WARNING, Level.CRITICAL, Level.UNKNOWN
 LEVEL_NAMES: dict[int, str] = {level: level.name for level in Level}
+
+# The one ranking rule (Icinga's severity order), for plugins and reports alike: a proven
+# problem (CRITICAL) outranks "could not determine" (UNKNOWN), which outranks WARNING. Ranking
+# by exit code would let an UNKNOWN (3) hide a proven CRITICAL (2).
+SEVERITY: dict[int, int] = {OK: 0, WARNING: 1, UNKNOWN: 2, CRITICAL: 3}
+
+
+def worst_level(levels: Iterable[int], empty: Level = UNKNOWN) -> Level:
+    """The most severe of ``levels`` under the one ranking rule (``empty`` when there are none)."""
+    ranked = list(levels)
+    return Level(max(ranked, key=SEVERITY.__getitem__)) if ranked else empty
 
 
 @dataclass(frozen=True)

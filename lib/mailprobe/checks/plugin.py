@@ -26,16 +26,13 @@ from typing import NoReturn
 import nagiosplugin
 
 from mailprobe import __version__
-from mailprobe.findings import CRITICAL, LEVEL_NAMES, OK, UNKNOWN, WARNING, Finding
+from mailprobe.findings import CRITICAL, LEVEL_NAMES, OK, SEVERITY, UNKNOWN, WARNING, Finding
 from mailprobe.net.addresses import unusable_reason
 from mailprobe.net.deadline import BudgetExhausted, Deadline
 from mailprobe.net.dns import DNSFailure, Nameserver, is_ip_address
 
 STATE_NAMES = LEVEL_NAMES
-# The one ranking rule of every plugin (Icinga's severity order): a proven problem (CRITICAL)
-# outranks "could not determine" (UNKNOWN), which outranks WARNING. nagiosplugin ranks by exit
-# code, where an UNKNOWN (3) would hide a proven CRITICAL (2).
-SEVERITY: dict[int, int] = {OK: 0, WARNING: 1, UNKNOWN: 2, CRITICAL: 3}
+# SEVERITY, the one ranking rule, lives in mailprobe.findings (reports use it too).
 # Seconds kept back from -t for turning findings into output before the backstop fires.
 REPORT_MARGIN = 0.4
 
