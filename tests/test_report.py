@@ -86,10 +86,30 @@ def test_closed_mailer_is_ok_and_exits_0(lab: AuditLab) -> None:
     assert "[OK      ] DNS blacklists: not listed on 1 of 1 look-ups" in proc.stdout
 
 
-def test_portscan_asked_but_not_available_is_unknown_never_ok(lab: AuditLab) -> None:
-    proc = report(*lab.report_args(), "--color", "never", "--portscan", CLOSED_ADDRESS)
-    assert proc.returncode == 3, proc.stdout
-    assert "[UNKNOWN ] Exposed ports: not available in this build" in proc.stdout
+def test_portscan_finds_an_open_smb_port_and_says_what_is_closed(lab: AuditLab) -> None:
+    """--portscan: the exposure probe on 139/445/465/587 of the mailer's address; an SMB server
+    offering SMBv1 on 445 is CRITICAL, the submission ports are reported as not open."""
+    from lab.smbd import ScriptedSMBServer, SMBBehaviour
+
+    with ScriptedSMBServer(SMBBehaviour(smb1=True), host=CLOSED_ADDRESS, port=445):
+        proc = report(*lab.report_args(), "--color", "never", "-v", "--portscan",
+                      CLOSED_ADDRESS)
+    assert proc.returncode == 2, proc.stdout
+    assert re.search(r"^\[CRITICAL\] Exposed ports: 1 NetBIOS/SMB port open: "
+                     rf"{re.escape(CLOSED_ADDRESS)}:445 \(SMBv1 offered\)", proc.stdout,
+                     re.M), proc.stdout
+    assert "ports 139, 445, 465, 587 scanned; not open: 3 refused" \
+        in proc.stdout
+
+
+def test_portscan_of_a_mailer_with_nothing_else_open_is_ok(lab: AuditLab) -> None:
+    proc = report(*lab.report_args(), "--color", "never", "--format", "json", "--portscan",
+                  CLOSED_ADDRESS)
+    section = next(s for s in json.loads(proc.stdout)["mailers"][0]["sections"]
+                   if s["key"] == "exposure")
+    assert section["state"] == "OK", section
+    assert section["evidence"]["open"] == [] and section["evidence"]["netbios_open"] == []
+    assert section["evidence"]["ports"] == [139, 445, 465, 587]
 
 
 def test_json_follows_the_documented_schema(lab: AuditLab) -> None:

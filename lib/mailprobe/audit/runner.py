@@ -24,6 +24,7 @@ from mailprobe.audit.sections import (
     TITLES,
     dnsbl,
     domain,
+    exposure,
     geoip,
     identity,
     pending,
@@ -51,7 +52,7 @@ def adapters(geo: GeoDatabase | None) -> dict[str, Adapter]:
         "identity": identity.run,
         "domain": domain.run,
         "geoip": lambda ctx: geoip.run(ctx, geo),
-        "exposure": pending.exposure,
+        "exposure": exposure.run,
     }
 
 
