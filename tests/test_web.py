@@ -129,12 +129,19 @@ def test_json_by_accept_header_and_by_format(page: Page) -> None:
     assert again["mailers"][0]["sections"] == mailer["sections"]
 
 
-def test_portscan_box_is_honest(page: Page) -> None:
+def test_portscan_box_scans_the_target_only(page: Page) -> None:
+    """The "also scan NETBIOS ports" box: the exposure section scans the target's addresses
+    (nothing else), 139/445 and the submission ports; the lab mailer has none of them open."""
     status, body = post(page, OPEN_ADDRESS, json_too=True, portscan=True)
     assert status == 200
     sections = {s["key"]: s for s in json.loads(body)["mailers"][0]["sections"]}
-    assert sections["exposure"]["state"] == "UNKNOWN"
-    assert "not available in this build" in sections["exposure"]["summary"]
+    exposure = sections["exposure"]
+    assert exposure["state"] == "OK", exposure
+    assert exposure["evidence"]["ports"] == [139, 445, 465, 587]
+    assert exposure["evidence"]["open"] == []
+    status, body = post(page, OPEN_ADDRESS, json_too=True)
+    assert {s["key"]: s for s in json.loads(body)["mailers"][0]["sections"]}["exposure"][
+        "state"] == "SKIPPED"  # not asked: not judged
 
 
 def test_serve_needs_allow() -> None:
