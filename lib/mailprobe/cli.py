@@ -18,6 +18,8 @@ from mailprobe import __version__
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "cron": ("mailprobe.cron",
              "run the checks for the mailers in a config file; mail postmasters on changes"),
+    "relaytest": ("mailprobe.service.cli",
+                  "the relay-test request service: receive requests by mail, test, report"),
 }
 
 
