@@ -105,13 +105,29 @@ class MailHub(PostfixServer):
             if new.exists() else []
         return [message_from_bytes(f.read_bytes()) for f in files]
 
-    def wait_for(self, address: str, count: int, timeout: float = 30.0) -> list[Message]:
-        """The mails of ``address`` once at least ``count`` arrived (LabError after timeout)."""
+    def flush(self) -> None:
+        """Deliver the deferred mail now (``postqueue -f``), as the next queue run would."""
+        subprocess.run(["postqueue", "-c", str(self.config_dir), "-f"], capture_output=True,
+                       timeout=10, check=False)
+
+    def wait_for(self, address: str, count: int, timeout: float = 30.0,
+                 flush_every: float = 0.0) -> list[Message]:
+        """The mails of ``address`` once at least ``count`` arrived (LabError after timeout).
+
+        ``flush_every`` > 0 flushes the queue that often while waiting: after a delivery to a
+        command that died of a signal, Postfix 3.7 sometimes leaves the message until a later
+        queue run rather than retrying within ``maximal_backoff_time``."""
         until = time.monotonic() + timeout
+        flushed = time.monotonic()
         while time.monotonic() < until:
             found = self.messages(address)
             if len(found) >= count:
                 return found
+            if flush_every and time.monotonic() - flushed > flush_every:
+                self.flush()
+                flushed = time.monotonic()
             time.sleep(0.1)
+        queue = subprocess.run(["postqueue", "-c", str(self.config_dir), "-p"],
+                               capture_output=True, text=True, timeout=10).stdout
         raise LabError(f"{address}: {len(self.messages(address))} mails, expected {count}\n"
-                       f"{self.maillog()[-4000:]}")
+                       f"queue: {queue}\n{self.maillog()[-4000:]}")

@@ -140,3 +140,177 @@ def test_request_answer_tests_and_reports(relaylab: RelayLab) -> None:  # noqa: 
     assert mails["postmaster@gone.test"]["error"].startswith("554 5.1.2")
     assert mails[ALICE]["state"] == "sent" and mails[SITE_POSTMASTER]["state"] == "sent"
     assert BOB  # (used by the forged-request test)
+
+
+def new_mails(lab: RelayLab, address: str, before: int, count: int) -> list[Message]:
+    return lab.hub.wait_for(address, before + count)[before:]
+
+
+def message_id_of(raw: bytes) -> str:
+    from email import message_from_bytes
+    return str(message_from_bytes(raw)["Message-ID"])
+
+
+def test_forged_and_unauthorised_requests_are_refused(relaylab: RelayLab) -> None:  # noqa: F811
+    lab = relaylab
+    lab.fresh_state()
+    from tests.fixtures.relaytest import request_mail
+    before = len(lab.hub.messages(ALICE))
+    # 1. From: alice, no signature at all (anyone can write this From:)
+    lab.submit(request_mail(f"test {CLOSED}\n"))
+    # 2. signed, but by other.test: a valid signature that is not aligned with From: uni.test
+    lab.submit(lab.key.sign(request_mail(f"test {CLOSED}\n"), "other.test"))
+    # 3. signed by uni.test, but the body was changed after signing
+    tampered = lab.signed_request(f"test {CLOSED}\n").replace(
+        f"test {CLOSED}".encode(), f"test {OPEN}".encode())
+    lab.submit(tampered)
+    # 4. not understood
+    lab.submit(lab.signed_request("Please test my mail server, thanks!\n", subject="hello"))
+    answers = new_mails(lab, ALICE, before, 4)
+    texts = {str(m["In-Reply-To"]): (str(m["Subject"]), body(m)) for m in answers}
+    assert len(texts) == 4
+    subjects = sorted(s for s, _ in texts.values())
+    assert subjects == ["Re: relay test: not authorised"] * 3 + [
+        "Re: relay test: request not understood"]
+    joined = "\n".join(t for _, t in texts.values())
+    assert "no DKIM signature of uni.test and no trusted Authentication-Results header" in joined
+    assert "the valid signature of other.test is not aligned with uni.test" in joined
+    assert "the signature of uni.test does not verify" in joined
+    assert "the subject is 'hello', not 'relay test'" in joined
+    assert "test <mailer-address> [<mailer-address> ...]" in joined
+    # 5. bob of other.test may not have Uni Test's mailers tested; 127.0.0.99 is nobody's
+    bob_before = len(lab.hub.messages(BOB))
+    lab.submit(lab.signed_request(f"test {OPEN} {OUTSIDE_SITE}\n", sender=BOB), sender=BOB)
+    bob = new_mails(lab, BOB, bob_before, 1)[0]
+    assert bob["Subject"] == "Re: relay test: not authorised"
+    assert f"{BOB} may not request tests of Uni Test's mailers" in body(bob)
+    assert "outside every network this service tests; it was not touched" in body(bob)
+    # nothing was queued, and status says why
+    data = lab.status()
+    assert data["tests"] == []
+    outcomes = sorted(str(r["outcome"]) for r in data["requests"])  # type: ignore[union-attr]
+    assert outcomes == ["refused"] * 4 + ["unparsable"]
+    # 6. an auto-reply to the service is neither answered nor stored
+    lab.submit(request_mail(f"test {CLOSED}\n", headers="Auto-Submitted: auto-replied\r\n"))
+    deadline = time.monotonic() + 15
+    while "Auto-Submitted: auto-replied" not in lab.hub.maillog() and \
+            time.monotonic() < deadline:
+        if lab.hub.queue_empty() and len(lab.status()["requests"]) == 5:  # type: ignore[arg-type]
+            break
+        time.sleep(0.2)
+    assert len(lab.status()["requests"]) == 5  # type: ignore[arg-type]
+
+
+def test_a_crash_in_receive_loses_nothing(relaylab: RelayLab) -> None:  # noqa: F811
+    """receive fails before it stores (exit 75), then is killed after it stored but before
+    it answered: Postfix delivers again each time; one request, one answer each."""
+    lab = relaylab
+    lab.fresh_state()
+    for fault in ("receive:before-commit=fail", "receive:after-commit=kill"):
+        lab.fault_file.write_text(fault)
+        before = len(lab.hub.messages(ALICE))
+        raw = lab.signed_request(f"test {CLOSED}\n")
+        lab.submit(raw)
+        answer = lab.hub.wait_for(ALICE, before + 1, flush_every=3)[before]
+        assert answer["In-Reply-To"] == message_id_of(raw)
+        assert answer["Subject"] == "Re: relay test: authorised"
+        time.sleep(1.5)
+        assert len(lab.hub.messages(ALICE)) == before + 1
+        lab.fault_file.write_text("")
+    log = lab.hub.maillog()
+    assert "status=deferred" in log and "injected fault at receive:before-commit" in log
+    data = lab.status()
+    requests = data["requests"]
+    assert isinstance(requests, list) and len(requests) == 2
+    assert [r["outcome"] for r in requests] == ["authorised", "authorised"]
+    assert [len(r["tests"]) for r in requests] == [1, 1]
+    assert all(r["answer"][0]["state"] == "sent" for r in requests)
+
+
+def test_a_restart_in_the_middle_of_run_repeats_the_try_and_reports_once(
+        relaylab: RelayLab) -> None:  # noqa: F811
+    lab = relaylab
+    lab.fresh_state()
+    for fault in ("run:after-play=kill", "run:after-record=kill"):
+        alice, site = len(lab.hub.messages(ALICE)), len(lab.hub.messages(SITE_POSTMASTER))
+        lab.submit(lab.signed_request(f"test {CLOSED}\n"))
+        new_mails(lab, ALICE, alice, 1)                          # the answer
+        crashed = lab.service("run", "--once", env={"MAILPROBE_RELAYTEST_FAULT": fault})
+        assert crashed.returncode == -9, crashed.stderr
+        test = states_of(lab)[CLOSED]
+        if fault.startswith("run:after-play"):
+            # killed after playing, before recording: nothing recorded, left "running"
+            assert test["state"] == "running" and test["tries"] == 0
+        else:
+            # killed after recording: the test is done, its reports not yet sent
+            assert test["state"] == "done" and test["tries"] == 1
+            assert {m["state"] for m in test["mails"]} == {"pending"}  # type: ignore[union-attr]
+        status = lab.service("status")
+        assert f"test #{test['id']}  {CLOSED}" in status.stdout
+        proc = lab.service("run", "--once")
+        assert proc.returncode == 0, proc.stderr
+        test = states_of(lab)[CLOSED]
+        assert test["state"] == "done" and test["tries"] == 1
+        assert test["verdict"] == "closed"
+        reports = new_mails(lab, ALICE, alice + 1, 1)
+        assert reports[0]["Subject"] == f"Relay test of {CLOSED}: NOT AN OPEN RELAY"
+        new_mails(lab, SITE_POSTMASTER, site, 1)
+        proc = lab.service("run", "--once")                    # nothing left to do
+        time.sleep(1.5)
+        assert len(lab.hub.messages(ALICE)) == alice + 2
+        assert len(lab.hub.messages(SITE_POSTMASTER)) == site + 1
+
+
+def test_the_daemon_runs_the_queue_and_stops_on_sigterm(relaylab: RelayLab) -> None:  # noqa: F811
+    import signal
+    import subprocess
+
+    lab = relaylab
+    lab.fresh_state()
+    alice = len(lab.hub.messages(ALICE))
+    daemon = subprocess.Popen(lab.command("run"), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              **lab.as_user())  # type: ignore[call-overload]
+    try:
+        assert daemon.stderr is not None
+        assert "started" in daemon.stderr.readline()             # it holds the lock now
+        second = lab.service("run", "--once")
+        assert second.returncode == 1 and "another 'mailprobe relaytest run'" in second.stderr
+        lab.submit(lab.signed_request(f"test {OPEN}\n"))
+        mails = new_mails(lab, ALICE, alice, 2)
+        assert mails[1]["Subject"] == f"Relay test of {OPEN}: OPEN RELAY"
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, err
+    assert "stopping" in err
+
+
+def test_a_booked_test_runs_once_on_its_date(relaylab: RelayLab) -> None:  # noqa: F811
+    import datetime
+
+    from mailprobe.service.schedule import MONTHS, WEEKDAYS
+
+    lab = relaylab
+    now = datetime.datetime.now() - datetime.timedelta(minutes=1)
+    ordinal = ["first", "second", "third", "fourth", "fifth"][(now.day - 1) // 7]
+    schedule = (f"{ordinal} {WEEKDAYS[now.weekday()]} of {MONTHS[now.month - 1]} "
+                f"at {now:%H:%M}")
+    lab.fresh_state(extra=f"""
+[[booking]]
+name = "quarterly"
+site = "Uni Test"
+addresses = ["{CLOSED}"]
+schedule = "{schedule}"
+""")
+    site = len(lab.hub.messages(SITE_POSTMASTER))
+    for _ in range(2):
+        proc = lab.service("run", "--once")
+        assert proc.returncode == 0, proc.stderr
+    tests = lab.status()["tests"]
+    assert isinstance(tests, list) and len(tests) == 1
+    assert str(tests[0]["booking"]).startswith(f"quarterly:{now:%Y-%m-%d}:{CLOSED}")
+    report = new_mails(lab, SITE_POSTMASTER, site, 1)[0]
+    assert report["Subject"] == f"Relay test of {CLOSED}: NOT AN OPEN RELAY"
+    assert report["Auto-Submitted"] == "auto-generated"
+    assert "booked test 'quarterly' on behalf of postmaster@uni.test" in body(report)

@@ -137,18 +137,19 @@ def verify_dkim(raw: bytes, from_domain: str, lookup: TxtLookup) -> Authenticati
                               "can be forged")
     failures = []
     for index in range(count):
+        problem = ""
         try:
             valid = signer.verify(idx=index, dnsfunc=dnsfunc)
         except dkim.DKIMException as exc:
-            valid = False
-            failures.append(f"signature {index + 1}: {exc}")
+            valid, problem = False, str(exc).split(" (got ")[0]
         domain = (signer.domain or b"").decode(errors="replace")
         if valid and aligned(domain, from_domain):
             return Authentication(True, f"DKIM signature of {domain} verified by the service")
         if valid:
             failures.append(f"the valid signature of {domain} is not aligned with {from_domain}")
-        elif not failures or not failures[-1].startswith(f"signature {index + 1}:"):
-            failures.append(f"the signature of {domain or '?'} does not verify")
+        else:
+            failures.append(f"the signature of {domain or '?'} does not verify"
+                            + (f" ({problem})" if problem else ""))
     if temporary:
         return Authentication(False, "", f"DKIM key look-up failed: {temporary[0]}",
                               temporary=True)
