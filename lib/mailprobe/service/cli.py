@@ -57,9 +57,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "mailprobe relaytest") -
                 return 0
             from mailprobe.service.worker import cancel
 
-            message = cancel(store, args.test_id, time.time())
+            done, message = cancel(store, args.test_id, time.time())
             print(message)
-            return 0 if message.endswith("cancelled") else 1
+            return 0 if done else 1
     except (ConfigError, StoreError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2

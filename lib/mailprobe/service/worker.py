@@ -175,16 +175,16 @@ def queue_progress(settings: Settings, store: Store, test_id: int, now: float) -
     return True
 
 
-def cancel(store: Store, test_id: int, now: float) -> str:
+def cancel(store: Store, test_id: int, now: float) -> tuple[bool, str]:
     """Cancel a queued or running test (a running try finishes but is not recorded)."""
     with store.transaction():
         test = store.test(test_id)
         if test is None:
-            return f"no test #{test_id}"
+            return False, f"no test #{test_id}"
         if test.state in (DONE, CANCELLED):
-            return f"test #{test_id} is already {test.state}"
+            return False, f"test #{test_id} is already {test.state}"
         store.update_test(test_id, state=CANCELLED, owner=None, lease_until=None,
                           next_try_at=None, finished_at=now, end_reason=decide.CANCELLED,
                           verdict=decide.CANCELLED,
                           verdict_line="CANCELLED: the test was cancelled before it finished")
-    return f"test #{test_id} ({test.address}) cancelled"
+    return True, f"test #{test_id} ({test.address}) cancelled"
