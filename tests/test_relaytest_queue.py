@@ -324,3 +324,65 @@ def test_status_and_cancel(tmp_path: Path) -> None:
                                capture_output=True, text=True,
                                env={**os.environ, "PYTHONPATH": str(ROOT / "lib")}).stdout
     assert "relaytest" in help_text
+
+
+# --- contrib ---------------------------------------------------------------------------------
+
+CONTRIB = ROOT / "contrib"
+
+
+def test_the_request_script_sends_a_request_the_service_reads(tmp_path: Path) -> None:
+    from mailprobe.service.request import parse_request
+
+    sink = tmp_path / "sent"
+    fake = tmp_path / "sendmail"
+    fake.write_text(f'#!/bin/sh\necho "$@" > {sink}.argv\ncat > {sink}\n')
+    fake.chmod(0o755)
+    proc = subprocess.run([str(CONTRIB / "relaytest" / "send-request"),
+                           "relaytest@relaytest.example.org", "192.0.2.25", "2001:db8::25"],
+                          env={**os.environ, "SENDMAIL": str(fake)}, capture_output=True)
+    assert proc.returncode == 0, proc.stderr
+    assert sink.with_suffix(".argv").read_text().split() == [
+        "-oi", "--", "relaytest@relaytest.example.org"]
+    parsed = parse_request(b"From: pm@example.ac.uk\n" + sink.read_bytes())
+    assert parsed.usable and parsed.addresses == ["192.0.2.25", "2001:db8::25"]
+
+
+def test_the_booked_schedule_in_cron_and_the_systemd_timer() -> None:
+    line = next(x for x in (CONTRIB / "relaytest" / "crontab").read_text().splitlines()
+                if x and not x.startswith("#"))
+    minute, hour, dom, months, dow = line.split()[:5]
+    assert (dom, months, dow) == ("15-21", "2,5,8,11", "*")
+    assert '[ "$(date +\\%u)" = 4 ]' in line       # cron ORs dom and dow: test the weekday
+    timer = (CONTRIB / "systemd" / "mailprobe-relaytest-request.timer").read_text()
+    assert "OnCalendar=Thu *-02,05,08,11-15..21 09:00:00" in timer
+    from mailprobe.service.schedule import Schedule
+    janet = Schedule.parse("third thursday of february, may, august, november")
+    for year in range(2026, 2036):                  # "15th to 21st and a Thursday" is the same
+        for month in (2, 5, 8, 11):
+            day = janet.day_in(year, month)
+            assert day is not None and 15 <= day.day <= 21 and day.weekday() == 3
+    service = (CONTRIB / "systemd" / "mailprobe-relaytest.service").read_text()
+    assert "ExecStart=/opt/mailprobe/bin/mailprobe relaytest run --config " in service
+
+
+def test_systemd_reads_the_timer_as_the_third_thursdays() -> None:
+    import shutil
+
+    from mailprobe.service.schedule import Schedule
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("systemd-analyze is not installed")
+    proc = subprocess.run(["systemd-analyze", "calendar", "--iterations=8",
+                           "Thu *-02,05,08,11-15..21 09:00:00"], capture_output=True, text=True,
+                          env={**os.environ, "TZ": "UTC", "LC_ALL": "C"})
+    dates = [line.split(": ", 1)[1].split()[1] for line in proc.stdout.splitlines()
+             if "elapse:" in line or "Iter." in line]
+    janet = Schedule.parse("third thursday of february, may, august, november")
+    now = datetime.datetime.now()
+    expected = []
+    for _ in range(8):
+        following = janet.next(now)
+        assert following is not None
+        expected.append(following.date().isoformat())
+        now = following
+    assert dates == expected
