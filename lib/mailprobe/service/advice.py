@@ -36,8 +36,9 @@ PLAIN = Advice(
     "own networks; no RELAY entries for outside domains.")
 SENDER = Advice(
     "sender", "The mailer relays because of the sender address (forged at will)",
-    "remove check_sender_access ... OK (and permit_sender_domains-style rules) before "
-    "reject_unauth_destination in smtpd_relay_restrictions / smtpd_recipient_restrictions.",
+    "remove check_sender_access ... OK entries (and any other rule that permits on the sender "
+    "address) before reject_unauth_destination in smtpd_relay_restrictions and "
+    "smtpd_recipient_restrictions.",
     "do not accept relaying with 'senders =' or 'sender_domains =' conditions in "
     "acl_smtp_rcpt; relay only for hosts or authenticated clients.",
     "remove FEATURE(`relay_mail_from') and 'From:' RELAY entries from the access database.")
