@@ -315,3 +315,21 @@ schedule = "{schedule}"
     assert report["Subject"] == f"Relay test of {CLOSED}: NOT AN OPEN RELAY"
     assert report["Auto-Submitted"] == "auto-generated"
     assert "booked test 'quarterly' on behalf of postmaster@uni.test" in body(report)
+
+
+def test_an_ipv6_mailer(relaylab: RelayLab) -> None:  # noqa: F811
+    from tests.fixtures.relaytest import CLOSED6
+    lab = relaylab
+    if CLOSED6 not in lab.mailers:
+        pytest.skip("no IPv6 on this machine")
+    lab.fresh_state()
+    alice = len(lab.hub.messages(ALICE))
+    lab.submit(lab.signed_request("test 0:0:0:0:0:0:0:1\n"))
+    answer = new_mails(lab, ALICE, alice, 1)[0]
+    assert answer["Subject"] == "Re: relay test: authorised" and "::1 " in body(answer)
+    assert lab.service("run", "--once").returncode == 0
+    report = new_mails(lab, ALICE, alice + 1, 1)[0]
+    assert report["Subject"] == "Relay test of ::1: NOT AN OPEN RELAY"
+    text = body(report)
+    assert "RCPT TO:<relaytest%example.net@[IPv6:::1]>" in text
+    assert "postmaster@[IPv6:::1]" in text                 # no PTR name: the address literal

@@ -320,3 +320,13 @@ def test_schedule_forms() -> None:
 def test_bad_schedules(text: str) -> None:
     with pytest.raises(ScheduleError):
         Schedule.parse(text)
+
+
+def test_vantage_point_per_address_family() -> None:
+    both = settings(source_address="198.51.100.7", source_address6="2001:db8:ffff::7")
+    assert both.source_for("192.0.2.25") == "198.51.100.7"
+    assert both.source_for("2001:db8::25") == "2001:db8:ffff::7"
+    v4_only = settings(source_address="198.51.100.7")
+    assert v4_only.source_for("2001:db8::25") == ""        # the system chooses
+    with pytest.raises(ConfigError, match="source_address6: not an IPv6 address"):
+        settings(source_address6="198.51.100.7")

@@ -79,6 +79,7 @@ class Settings:
     state_dir: Path
     port: int = 25
     source_address: str = ""
+    source_address6: str = ""         # the IPv6 vantage point (source_address may be IPv4)
     authserv_id: str = ""
     nameserver: str = ""
     dnsbl_nameserver: str = ""
@@ -115,6 +116,14 @@ class Settings:
         host, port = split_host_port(self.smarthost, 25)
         return host, port
 
+    def source_for(self, address: str) -> str:
+        """The vantage point for a mailer of ``address``'s family ('' = the system's choice)."""
+        version = ipaddress.ip_address(address).version
+        for source in (self.source_address, self.source_address6):
+            if source and ipaddress.ip_address(source).version == version:
+                return source
+        return ""
+
     def site_named(self, name: str) -> Site | None:
         return next((s for s in self.sites if s.name == name), None)
 
@@ -135,7 +144,8 @@ def split_host_port(text: str, default_port: int) -> tuple[str, int]:
 
 
 _SERVICE_KEYS = {
-    "address", "smarthost", "state_dir", "port", "source_address", "authserv_id", "nameserver",
+    "address", "smarthost", "state_dir", "port", "source_address", "source_address6",
+    "authserv_id", "nameserver",
     "dnsbl_nameserver", "dnsbl_zones", "helo", "external_domain", "external_user", "depth",
     "smarthost_tls", "html", "max_parallel", "poll_interval", "try_timeout", "command_timeout",
     "retry_initial", "retry_max", "unreachable_window", "tempfail_window", "requeue_interval",
@@ -263,11 +273,14 @@ def parse_config(data: dict[str, object]) -> Settings:
                 Nameserver.parse(str(values[key]))
             except ValueError as exc:
                 raise ConfigError(f"[service] {key}: {exc}") from exc
-    if values.get("source_address"):
-        try:
-            ipaddress.ip_address(str(values["source_address"]))
-        except ValueError as exc:
-            raise ConfigError("[service] source_address: not an IP address") from exc
+    for key in ("source_address", "source_address6"):
+        if values.get(key):
+            try:
+                ip = ipaddress.ip_address(str(values[key]))
+            except ValueError as exc:
+                raise ConfigError(f"[service] {key}: not an IP address") from exc
+            if key == "source_address6" and ip.version != 6:
+                raise ConfigError("[service] source_address6: not an IPv6 address")
     settings = Settings(**values)  # type: ignore[arg-type]
     limits = data.get("limits", {})
     if not isinstance(limits, dict):

@@ -18,9 +18,9 @@ def windows(settings: Settings) -> decide.Windows:
                           settings.requeue_interval)
 
 
-def series_settings(settings: Settings) -> relayseries.SeriesSettings:
+def series_settings(settings: Settings, address: str) -> relayseries.SeriesSettings:
     return relayseries.SeriesSettings(
-        port=settings.port, source_address=settings.source_address,
+        port=settings.port, source_address=settings.source_for(address),
         helo=settings.helo or settings.service_domain or socket.gethostname(),
         external_domain=settings.external_domain, external_user=settings.external_user,
         depth=settings.depth, try_timeout=settings.try_timeout,
@@ -53,7 +53,7 @@ def run_try(settings: Settings, store: Store, test_id: int) -> decide.Plan | Non
     site = settings.site_named(str(test.site))
     domain = site.mail_domain if site and site.mail_domain else _last_domain(store, test_id)
     started = time.time()
-    outcome = relayseries.play(str(test.address), series_settings(settings),
+    outcome = relayseries.play(str(test.address), series_settings(settings, str(test.address)),
                                decide.to_play(latest), domain)
     faults.point("run:after-play")
     finished = time.time()
