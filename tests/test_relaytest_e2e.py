@@ -333,3 +333,17 @@ def test_an_ipv6_mailer(relaylab: RelayLab) -> None:  # noqa: F811
     text = body(report)
     assert "RCPT TO:<relaytest%example.net@[IPv6:::1]>" in text
     assert "postmaster@[IPv6:::1]" in text                 # no PTR name: the address literal
+
+
+def test_max_parallel_bounds_the_tries_running_at_once(relaylab: RelayLab) -> None:  # noqa: F811
+    lab = relaylab
+    lab.fresh_state(extra_service="max_parallel = 1")
+    alice = len(lab.hub.messages(ALICE))
+    lab.submit(lab.signed_request(f"test {OPEN} {CLOSED} {DEFER}\n"))
+    new_mails(lab, ALICE, alice, 1)
+    assert lab.service("run", "--once").returncode == 0
+    tests = lab.status()["tests"]
+    assert isinstance(tests, list) and len(tests) == 3
+    spans = sorted((t["history"][0]["started_at"], t["history"][0]["finished_at"])
+                   for t in tests)
+    assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:], strict=False))

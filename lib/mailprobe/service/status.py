@@ -17,8 +17,9 @@ def _test_dict(store: Store, test: Row) -> dict[str, object]:
         "tries": test.tries, "next_try_at": test.next_try_at, "verdict": test.verdict,
         "verdict_line": test.verdict_line, "end_reason": test.end_reason,
         "created_at": test.created_at, "finished_at": test.finished_at,
-        "history": [{"number": t.number, "started_at": t.started_at, "kind": t.kind,
-                     "summary": t.summary} for t in store.tries(test_id)],
+        "history": [{"number": t.number, "started_at": t.started_at,
+                     "finished_at": t.finished_at, "kind": t.kind, "summary": t.summary}
+                    for t in store.tries(test_id)],
         "mails": [{"kind": m.kind, "recipient": m.recipient, "state": m.state,
                    "error": m.last_error} for m in store.mails(test_id=test_id)],
     }
