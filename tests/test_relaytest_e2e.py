@@ -4,6 +4,7 @@ the hub into Maildirs; ``run --once`` tests lab Postfix mailers from 127.0.0.2."
 
 from __future__ import annotations
 
+import itertools
 import socket
 import time
 from email.message import Message
@@ -346,4 +347,4 @@ def test_max_parallel_bounds_the_tries_running_at_once(relaylab: RelayLab) -> No
     assert isinstance(tests, list) and len(tests) == 3
     spans = sorted((t["history"][0]["started_at"], t["history"][0]["finished_at"])
                    for t in tests)
-    assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:], strict=False))
+    assert all(end <= start for (_, end), (start, _) in itertools.pairwise(spans))
