@@ -24,6 +24,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                "JSON, HTML)"),
     "serve": ("mailprobe.web.serve",
               "the one-click audit as a web page (form, report filling in as probes finish)"),
+    "relaytest": ("mailprobe.service.cli",
+                  "the relay-test request service: receive requests by mail, test, report"),
 }
 
 
