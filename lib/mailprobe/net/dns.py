@@ -242,7 +242,13 @@ class Lookup:
             return self._resolver(per_try).resolve(
                 qname, rdtype, lifetime=lifetime, search=False, raise_on_no_answer=True
             )
-        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+        except dns.resolver.NXDOMAIN:
+            return None
+        except dns.resolver.NoAnswer as exc:
+            stray = _stray_records(exc.kwargs.get("response"))
+            if stray:
+                raise DNSFailure(qname, rdtype, f"the answer holds records for another name "
+                                 f"({stray}): a broken or spoofed answer") from exc
             return None
         except dns.resolver.LifetimeTimeout as exc:
             if self.deadline.expired():
@@ -304,6 +310,22 @@ class Lookup:
     def cname(self, name: str) -> str | None:
         answer = self.query(name, "CNAME")
         return answer[0].target.to_text(omit_final_dot=True) if answer else None
+
+
+def _stray_records(response: object) -> str:
+    """The owner of answer records that belong neither to the question nor to its CNAME chain
+    ('' when there are none): such an answer is not "no data", it is broken."""
+    dns = _dnspython()
+    if not isinstance(response, dns.message.QueryMessage) or not response.answer:
+        return ""
+    try:
+        chain = response.resolve_chaining()
+    except dns.exception.DNSException:
+        return ""
+    ours = {response.question[0].name, chain.canonical_name,
+            *(rrset.name for rrset in chain.cnames)} if response.question else set()
+    stray = [rrset.name.to_text() for rrset in response.answer if rrset.name not in ours]
+    return stray[0] if stray else ""
 
 
 def _no_nameservers_reason(exc: dns.resolver.NoNameservers) -> str:

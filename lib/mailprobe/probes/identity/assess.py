@@ -150,7 +150,12 @@ def _assess_smtp(identity: AddressIdentity, policy: Policy, add: Adder) -> None:
                     f"{verb} name {smtp.ehlo_name or '(none)'} does not match {what} {shown}")
     if smtp.error_code:
         level = Level.UNKNOWN if smtp.error_code == "timeout" else Level.CRITICAL
-        add(level, smtp.error_code, f"{where}: {smtp.error}")
+        error = smtp.error or "failed"
+        text = error if where in error else f"{where}: {error}"
+        if ehlo is not None and not ehlo.positive:  # it went wrong on the HELO after it
+            text = f"EHLO {smtp.ehlo_sent} refused: {ehlo.code} {ehlo.text}".rstrip() \
+                + f", then {text}"
+        add(level, smtp.error_code, text)
         return
     if ehlo is None:
         return

@@ -143,7 +143,8 @@ def _greet(session: SMTPSession, facts: SMTPFacts) -> Reply:
     Records which greeting was accepted and whether HELO was tried at all: a 421 to EHLO is
     not "EHLO and HELO refused".
     """
-    reply = session.command(f"EHLO {facts.ehlo_sent}", stage="waiting for the reply to EHLO")
+    reply = facts.ehlo = session.command(f"EHLO {facts.ehlo_sent}",
+                                         stage="waiting for the reply to EHLO")
     if reply.positive:
         facts.ehlo_verb = "EHLO"
         facts.extensions = parse_ehlo_extensions(reply)
