@@ -244,6 +244,13 @@ DNS_CASES: tuple[DNSCase, ...] = (
                            r"ip4:192\.0\.2\.1 SPF_MX OK - forged\?\[2J\?\)$"),
          rdns=Expect(OK, r"127\.0\.0\.1 -> \S*evil\\010BANNER_RDNS\\032OK\\032-\\032forged",
                      ("-v",))),
+    case("aaaa-servfail-no-ptr", "the mailer's AAAA question answers SERVFAIL (its A record "
+         "works) and 127.0.0.1 has no PTR", without(GOOD, PTR),
+         faults={"mx.lab.test": Fault(rcode="SERVFAIL", rdtypes=("AAAA",))},
+         spf=Expect(UNKNOWN, r"DNS look-up mx\.lab\.test AAAA failed: .*SERVFAIL",
+                    detail=r"^OK: SPF pass for 127\.0\.0\.1$"),
+         rdns=Expect(CRITICAL, r"127\.0\.0\.1 has no PTR record; cannot resolve mx\.lab\.test: DNS "
+                               r"look-up mx\.lab\.test AAAA failed", ("-H", "mx.lab.test"))),
     case("ptr-wrong-name", "the reverse zone answers with records for another name (a "
          "broken or spoofed answer, not 'no PTR')", faults={"in-addr.arpa": Fault(wrong_name=True)},
          rdns=Expect(UNKNOWN, r"1\.0\.0\.127\.in-addr\.arpa\.? PTR failed: the answer holds "

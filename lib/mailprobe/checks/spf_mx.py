@@ -36,7 +36,7 @@ from mailprobe.net.dns import (
     is_ip_address,
     make_resolver,
     no_address_reason,
-    resolve_target,
+    resolve_target_partly,
 )
 from mailprobe.net.smtp import SMTPError, SMTPSession, greeting_name
 from mailprobe.probes.dmarc import DMARCReport, check_dmarc, organizational_domain
@@ -176,15 +176,22 @@ def audit(args: argparse.Namespace, deadline: Deadline) -> Audit:
     lookup = Lookup(resolver, deadline)
     mailer = args.hostname
     result = Audit("", mailer=mailer)
-    addresses: list[str] | None = [] if mailer else None
+    addresses: list[str] | None = None  # every address of the mailer (None: not known)
     if mailer:
-        addresses = result.step(lookup, lambda: resolve_target(mailer, lookup, _family(args)))
+        found = result.step(lookup, lambda: resolve_target_partly(mailer, lookup, _family(args)))
+        addresses, failure = found or (None, None)
+        if failure is not None:  # the addresses that could be had are still evaluated
+            result.problems.append(Finding(UNKNOWN, "mailer-dns", str(failure)))
+            result.stopped = isinstance(failure, BudgetExhausted) or lookup.unreachable
+            result.mailer_addresses = addresses or []
+            addresses = None  # not all of them: the MX comparison cannot say "not an MX host"
         if addresses == []:
             reason = result.step(lookup,
                                  lambda: no_address_reason(mailer, lookup, _family(args)))
             result.problems.append(Finding(UNKNOWN, "mailer-no-address",
                                            f"the mailer {reason or f'{mailer} has no address'}"))
-    result.mailer_addresses = addresses or []
+    if addresses is not None:
+        result.mailer_addresses = addresses
     if args.mail_domain:
         domain, how, name = args.mail_domain.strip().rstrip(".").lower(), "", ""
         if not domain or is_ip_address(domain) or host_name_problem(domain):

@@ -381,6 +381,28 @@ def resolve_target(host: str, lookup: Lookup, family: int = 0) -> list[str]:
     return addresses
 
 
+def resolve_target_partly(host: str, lookup: Lookup,
+                          family: int = 0) -> tuple[list[str], DNSFailure | BudgetExhausted | None]:
+    """:func:`resolve_target` family by family: the addresses that could be had, and the
+    failure of the family that could not be asked (None when every look-up answered).
+
+    A SERVFAIL for the AAAA question then still leaves the IPv4 addresses to check, with the
+    failure reported beside them, instead of nothing checked at all. Asks the same questions as
+    :func:`resolve_target`; :class:`UnusableAddress` still raises.
+    """
+    families = [family] if family or is_ip_address(host) else [4, 6]
+    found: list[str] = []
+    failure: DNSFailure | BudgetExhausted | None = None
+    for each in families:
+        try:
+            found += resolve_target(host, lookup, each)
+        except UnusableAddress:
+            raise
+        except (DNSFailure, BudgetExhausted) as exc:
+            failure = failure or exc
+    return found, failure
+
+
 FAMILY_RECORDS = {4: "A", 6: "AAAA"}
 
 

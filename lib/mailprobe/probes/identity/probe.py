@@ -18,7 +18,7 @@ from mailprobe.net.dns import (
     describe_nameservers,
     is_ip_address,
     no_address_reason,
-    resolve_target,
+    resolve_target_partly,
 )
 from mailprobe.net.smtp import (
     ConnectError,
@@ -209,12 +209,13 @@ def probe(target: str, lookup: Lookup, deadline: Deadline,
     started = time.monotonic()
     report = IdentityReport(target, options.port)
     try:
-        addresses = resolve_target(target, lookup, options.family)
-        if not addresses:
-            report.no_address = no_address_reason(target, lookup, options.family)
-    except (DNSFailure, BudgetExhausted) as exc:
-        report.resolve_error = _dns_reason(exc, lookup)
-        addresses = []
+        addresses, failure = resolve_target_partly(target, lookup, options.family)
+    except (DNSFailure, BudgetExhausted) as exc:  # an unusable address in the answer
+        addresses, failure = [], exc
+    if failure is not None:  # the addresses that could be had are still checked
+        report.resolve_error = _dns_reason(failure, lookup)
+    elif not addresses:
+        report.no_address = no_address_reason(target, lookup, options.family)
     if is_ip_address(target) and options.family and _family_of(addresses[0]) != options.family:
         raise TargetError(f"-H {target} is not an IPv{options.family} address")
     for address in addresses:
