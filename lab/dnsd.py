@@ -60,6 +60,7 @@ class Fault:
     garbage: bool = False  # answer random bytes instead of a DNS message
     delay: float = 0.0  # seconds before answering
     wrong_name: bool = False  # answer records for another name than the one asked
+    rdtypes: tuple[str, ...] = ()  # only for these query types ("MX", ...); empty: every type
 
 
 def parse_records(text: str) -> dict[tuple[dns.name.Name, int], dns.rrset.RRset]:
@@ -104,12 +105,16 @@ class DNSBehaviour:
         self._names = {name for name, _ in self.table}
 
     # -- hooks -------------------------------------------------------------------------
-    def fault_for(self, qname: dns.name.Name) -> Fault:
+    def fault_for(self, qname: dns.name.Name, rdtype: int | None = None) -> Fault:
         """The fault for ``qname``: the entry of :attr:`faults` nearest above it, else
-        :attr:`fault`."""
+        :attr:`fault`. An entry limited to some query types (``Fault.rdtypes``) applies only
+        when ``rdtype`` is one of them."""
         best: tuple[int, Fault] | None = None
         for name_text, fault in self.faults.items():
             name = dns.name.from_text(name_text)
+            if fault.rdtypes and (rdtype is None or dns.rdatatype.to_text(rdtype)
+                                  not in fault.rdtypes):
+                continue
             if qname.is_subdomain(name) and (best is None or len(name) > best[0]):
                 best = (len(name), fault)
         return best[1] if best else self.fault
@@ -117,7 +122,8 @@ class DNSBehaviour:
     def respond(self, query: dns.message.Message, tcp: bool) -> dns.message.Message | bytes | None:
         """The answer to one query (None: say nothing). Applies the fault for its name."""
         question = query.question[0] if query.question else None
-        fault = self.fault_for(question.name) if question is not None else self.fault
+        fault = self.fault_for(question.name, question.rdtype) if question is not None \
+            else self.fault
         if fault.silent:
             return None
         if fault.garbage:
@@ -282,8 +288,8 @@ class ScriptedDNSServer:
                 self.queries.append(QueryLog(question.name.to_text(),
                                              dns.rdatatype.to_text(question.rdtype),
                                              "tcp" if tcp else "udp"))
-        fault = self.behaviour.fault_for(question.name) if question is not None \
-            else self.behaviour.fault
+        fault = self.behaviour.fault_for(question.name, question.rdtype) \
+            if question is not None else self.behaviour.fault
         response = self.behaviour.respond(query, tcp)
         if response is None or isinstance(response, bytes):
             return response, fault

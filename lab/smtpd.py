@@ -145,6 +145,7 @@ class Behaviour:
     ehlo_extensions: tuple[str, ...] = ("PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES")
     starttls: bool = False  # advertise and perform STARTTLS (self-signed certificate)
     certificate_names: tuple[str, ...] = ()  # the certificate's subjectAltNames (default hostname)
+    certificate_files: tuple[str, str] | None = None  # (cert, key) PEM files to use instead
     local_domains: tuple[str, ...] = ("lab.test",)
     relay: RelayPolicy = field(default_factory=RelayPolicy)
     helo_required: bool = True  # 503 for MAIL before HELO/EHLO
@@ -496,8 +497,8 @@ class Session:
 
     def _wrap_tls(self) -> None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        cert, key = self_signed_certificate(self.behaviour.hostname,
-                                            *self.behaviour.certificate_names)
+        cert, key = self.behaviour.certificate_files or self_signed_certificate(
+            self.behaviour.hostname, *self.behaviour.certificate_names)
         context.load_cert_chain(cert, key)
         if self._buffer:  # a client that pipelined after STARTTLS: RFC 3207 says discard
             self._buffer = b""
@@ -575,7 +576,7 @@ class ScriptedSMTPServer(LabServer):
 
     def start(self) -> ScriptedSMTPServer:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        if self.behaviour.starttls:
+        if self.behaviour.starttls and self.behaviour.certificate_files is None:
             self_signed_certificate(self.behaviour.hostname,  # fail now, not mid-session
                                     *self.behaviour.certificate_names)
         listener = socket.socket(family, socket.SOCK_STREAM)

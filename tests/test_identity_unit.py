@@ -26,7 +26,13 @@ from mailprobe.probes.identity.model import (
     SMTPFacts,
     TLSFacts,
 )
-from mailprobe.probes.identity.names import generic_reason, host_part, names_match
+from mailprobe.probes.identity.names import (
+    generic_reason,
+    host_name_problem,
+    host_part,
+    names_match,
+)
+from mailprobe.probes.identity.probe import sni_name
 
 # -- generic / dynamic PTR heuristics ---------------------------------------------------------
 
@@ -250,6 +256,74 @@ def test_unresolvable_target_is_unknown() -> None:
     findings = assess(IdentityReport("nomx.lab.test", 25, []), Policy())
     assert [(f.level, f.text) for f in findings] == [
         (Level.UNKNOWN, "nomx.lab.test has no address (A/AAAA)")]
+
+
+# -- issue 12: what DNS could not say never hides what it did say ------------------------------
+
+
+def test_a_failed_look_up_beside_a_confirmed_name_keeps_the_confirmation() -> None:
+    identity = _identity(ptr=[("mx.lab.test", ["127.0.0.1"]), ("broken.lab.test", [])])
+    identity.rdns.names[1].error = "DNS look-up broken.lab.test A failed: SERVFAIL"
+    identity.rdns.names[1].looked_up = False
+    assert _problems(identity) == {}
+    assert identity.line().startswith("127.0.0.1 -> mx.lab.test,broken.lab.test -> 127.0.0.1")
+
+
+def test_a_failed_look_up_without_a_confirmed_name_leaves_fcrdns_undecided() -> None:
+    identity = _identity(ptr=[("other.lab.test", ["127.0.0.9"]), ("broken.lab.test", [])])
+    identity.rdns.names[1].error = "DNS look-up broken.lab.test A failed: SERVFAIL"
+    identity.rdns.names[1].looked_up = False
+    findings = assess(IdentityReport("127.0.0.1", 25, [identity]), Policy())
+    levels = {f.code: f.level for f in findings if f.code.startswith("fcrdns")}
+    assert levels == {"fcrdns-failed": Level.UNKNOWN, "fcrdns-dns-failure": Level.UNKNOWN}
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("mx.lab.test", None),
+    ("mx.lab.test.", None),
+    ("_spf.lab.test", None),
+    ("caf\u00e9.lab.test", None),
+    (".", "it is the DNS root, not a host name"),
+    ("192.0.2.1", "it is an IP address, not a host name"),
+    ("x\\010y.lab.test", "the label 'x\\010y' is not 1-63 letters, digits and hyphens"),
+    ("a..lab.test", "the label '' is not 1-63 letters, digits and hyphens"),
+    ("-mx.lab.test", "the label '-mx' is not 1-63 letters, digits and hyphens"),
+    ("host.123", "it ends in a number"),
+    ("a" * 64 + ".lab.test", "the label '" + "a" * 40 + "...' is not 1-63 letters, digits "
+     "and hyphens"),
+    (".".join(["a" * 60] * 5), "it is 304 characters long (at most 253)"),
+])
+def test_host_name_problem(name: str, problem: str | None) -> None:
+    assert host_name_problem(name) == problem
+
+
+def test_invalid_ptr_name_is_never_confirmed_and_never_compared() -> None:
+    identity = _identity(ptr=[(".", [])])
+    identity.rdns.names[0].invalid = host_name_problem(".")
+    assert _problems(identity) == {"ptr-invalid": Level.CRITICAL}  # no banner mismatch with '.'
+
+
+def test_sni_is_only_ever_a_host_name() -> None:
+    identity = _identity(ptr=[(".", [])])
+    assert sni_name(identity, "127.0.0.1") is None
+    assert sni_name(identity, "mx.lab.test") == "mx.lab.test"
+    assert sni_name(_identity(), "127.0.0.1") == "mx.lab.test"
+
+
+@pytest.mark.parametrize("reply, helo_sent, connected_text", [
+    (Reply(421, ("4.7.0 Try again later",)), False,
+     "EHLO [127.0.0.9] refused: 421 4.7.0 Try again later (a temporary refusal: HELO not tried)"),
+    (Reply(550, ("5.7.1 No",)), True, "EHLO and HELO [127.0.0.9] refused: 550 5.7.1 No"),
+    (Reply(554, ("5.7.1 Go away",)), False, "EHLO [127.0.0.9] refused: 554 5.7.1 Go away "
+     "(the server closed the connection: HELO not tried)"),
+])
+def test_refused_greeting_says_which_greetings_were_sent(reply: Reply, helo_sent: bool,
+                                                         connected_text: str) -> None:
+    identity = _identity()
+    assert identity.smtp is not None
+    identity.smtp.ehlo, identity.smtp.helo_sent, identity.smtp.ehlo_verb = reply, helo_sent, ""
+    findings = assess(IdentityReport("127.0.0.1", 25, [identity]), Policy())
+    assert [f.text for f in findings if f.code == "ehlo-refused"] == [connected_text]
 
 
 @pytest.mark.parametrize("days, warn, crit, expected", [

@@ -344,10 +344,13 @@ def test_dns_failure_on_an_include_is_temperror(spf_mx):
 
 
 def test_dns_failure_on_the_domain_is_unknown(spf_mx):
+    """Each look-up that fails is named: the MX look-up is still asked after the TXT failed."""
     run = spf_mx("--mail-domain", "not-served.invalid")
     assert run.returncode == 3, run.stdout
     assert run.summary == ("SPF_MX UNKNOWN - DNS look-up not-served.invalid TXT failed: "
-                           "the resolver answered REFUSED")
+                           "the resolver answered REFUSED; DNS look-up not-served.invalid MX "
+                           "failed: the resolver answered REFUSED")
+    assert "spf_lookups" not in run.perfdata  # no count for a record never read
 
 
 def test_silent_nameserver_stays_within_timeout(plugin):

@@ -8,7 +8,8 @@ test_dns_hostile.py says:
 * ``dnsbl``: ``check_dnsbl -H 192.0.2.10 --zone bl.lab.test`` (an address, so only the list's
   answers matter; ``-H mx.lab.test`` when ``dnsbl_by_name``);
 * ``spf``: ``check_spf_mx --mail-domain lab.test -H mx.lab.test``;
-* ``rdns``: ``check_banner_rdns -H 127.0.0.1`` against a correct scripted SMTP server;
+* ``rdns``: ``check_banner_rdns -H 127.0.0.1`` against a correct scripted SMTP server (``-H``
+  in the case's options replaces it);
 * ``relay``: ``check_open_relay -H mx.lab.test --tests plain`` (the name must be resolved).
 """
 
@@ -86,6 +87,23 @@ SPF_FANOUT = "\n".join(f'f{n}.lab.test. TXT "v=spf1 a:h{n}.lab.test -all"' for n
 HUGE_AAAA = "\n".join(f"mx.lab.test. AAAA 2001:db8::{n + 1:x}" for n in range(300))
 HUGE_TXT = "\n".join(f'lab.test. TXT "filler-{n} {"x" * 200}"' for n in range(60))
 BL = "10.2.0.192.bl.lab.test."
+PTR = "1.0.0.127.in-addr.arpa."
+SPF_PLUS_ALL = replacing("lab.test. TXT", 'lab.test. TXT "v=spf1 ip4:127.0.0.1 +all"')
+PLUS_ALL = r"SPF \+all authorises every host on the Internet"
+FIFTY_PTR = "\n".join([*(f"{PTR} PTR host{n}.lab.test." for n in range(50)),
+                       *(f"host{n}.lab.test. A 127.0.0.9" for n in range(50))])
+# Control characters from the network: LF, CR, ESC, NUL (RFC 1035 \DDD escapes), and a line
+# that would read as a second status line if it ever reached stdout unsanitised.
+FORGED = r"\010DNSBL OK - forged\013\010SPF_MX OK - forged\027[2J\000"
+# one SPF term (no spaces): vertical tabs (\011) instead, a line break to str.splitlines()
+FORGED_TERM = r"\010SPF_MX\011OK\011-\011forged\027[2J\000"
+CONTROL_CHARS = (without(GOOD, "lab.test.") + "\n"
+                 + "lab.test. MX 10 mx.lab.test.\n"
+                 + 'lab.test. TXT "v=spf1 ip4:127.0.0.1 include:ctl.lab.test -all"\n'
+                 + f'ctl.lab.test. TXT "v=spf1 ip4:192.0.2.1{FORGED_TERM} -all"\n'
+                 + f"{BL} A 127.0.0.2\n"
+                 + f'{BL} TXT "spam source{FORGED}"\n'
+                 + rf"{PTR} PTR evil\010BANNER_RDNS\032OK\032-\032forged.lab.test.")
 
 DNS_CASES: tuple[DNSCase, ...] = (
     case("no-answer", "the DNS server never answers (UDP dropped, TCP silent)",
@@ -175,6 +193,69 @@ DNS_CASES: tuple[DNSCase, ...] = (
          GOOD + "\n" + "\n".join(f"{BL} A 127.0.0.{n}" for n in range(2, 102)) + "\n"
          + "\n".join(f'{BL} TXT "reason {n} {"y" * 200}"' for n in range(60)),
          dnsbl=Expect(WARNING, r"192\.0\.2\.10 .*listed|listed .*192\.0\.2\.10")),
+    # -- issue 12: a proven problem is never hidden behind what could not be determined
+    case("spf-plus-all-mx-servfail", "SPF +all, and the MX look-up of the domain answers "
+         "SERVFAIL", SPF_PLUS_ALL, faults={"lab.test": Fault(rcode="SERVFAIL", rdtypes=("MX",))},
+         spf=Expect(CRITICAL, PLUS_ALL + r"; DNS look-up lab\.test MX failed: .*SERVFAIL")),
+    case("spf-plus-all-mailer-servfail", "SPF +all, and the mailer's name answers SERVFAIL",
+         SPF_PLUS_ALL, faults={"mx.lab.test": Fault(rcode="SERVFAIL")},
+         spf=Expect(CRITICAL, PLUS_ALL + r"; DNS look-up mx\.lab\.test A failed: .*SERVFAIL"),
+         rdns=Expect(UNKNOWN, r"cannot tell whether PTR mx\.lab\.test resolves back to "
+                              r"127\.0\.0\.1: DNS look-up mx\.lab\.test A failed")),
+    case("spf-plus-all-then-silence", "SPF +all, then the MX look-up is never answered (the "
+         "budget runs out)", SPF_PLUS_ALL, faults={"lab.test": Fault(silent=True, rdtypes=("MX",))},
+         spf=Expect(CRITICAL, PLUS_ALL + r"; the 3s time budget ran out while looking up "
+                              r"lab\.test MX", timeout=3)),
+    case("ptr-second-name-servfail", "two PTR names: mx.lab.test is confirmed, the look-up of "
+         "the other answers SERVFAIL", GOOD + f"\n{PTR} PTR broken.lab.test.",
+         faults={"broken.lab.test": Fault(rcode="SERVFAIL")},
+         rdns=Expect(OK, r"127\.0\.0\.1 -> (mx\.lab\.test,broken|broken\.lab\.test,mx)\.lab\.test"
+                         r" -> 127\.0\.0\.1, banner mx\.lab\.test",
+                     detail=r"^OK: cannot tell whether PTR broken\.lab\.test resolves back")),
+    case("ptr-unconfirmed-and-servfail", "two PTR names: one resolves elsewhere, the look-up of "
+         "the other answers SERVFAIL (FCrDNS undecided)",
+         without(GOOD, PTR) + f"\n{PTR} PTR other.lab.test.\n{PTR} PTR broken.lab.test.\n"
+         "other.lab.test. A 127.0.0.9", faults={"broken.lab.test": Fault(rcode="SERVFAIL")},
+         rdns=Expect(UNKNOWN, r"cannot tell whether PTR broken\.lab\.test resolves back",
+                     detail=r"^UNKNOWN: PTR other\.lab\.test does not resolve back")),
+    case("fifty-ptr-names", "50 PTR names for 127.0.0.1, none resolving back",
+         without(GOOD, PTR) + "\n" + FIFTY_PTR,
+         rdns=Expect(CRITICAL, r"^BANNER_RDNS CRITICAL - (PTR host\d+\.lab\.test does not resolve "
+                               r"back to 127\.0\.0\.1 \(127\.0\.0\.9\); )+and \d+ more \(see the "
+                               r"long output\)$")),
+    case("ipv6-only-name-with-4", "-4 with a name that has only an AAAA record",
+         GOOD + "\nv6.lab.test. AAAA ::1",
+         spf=Expect(UNKNOWN, r"the mailer v6\.lab\.test has no IPv4 address \(A\), only IPv6 "
+                             r"\(::1\): -4 excludes it", ("-H", "v6.lab.test", "-4")),
+         rdns=Expect(UNKNOWN, r"v6\.lab\.test has no IPv4 address \(A\), only IPv6 \(::1\): -4 "
+                              r"excludes it", ("-H", "v6.lab.test", "-4"))),
+    case("ipv4-only-name-with-6", "-6 with a name that has only an A record",
+         spf=Expect(UNKNOWN, r"mx\.lab\.test has no IPv6 address \(AAAA\), only IPv4 "
+                             r"\(127\.0\.0\.1\): -6 excludes it", ("-6",)),
+         rdns=Expect(UNKNOWN, r"mx\.lab\.test has no IPv6 address \(AAAA\), only IPv4",
+                     ("-H", "mx.lab.test", "-6"))),
+    case("control-chars-in-records", "line breaks, ESC and NUL in a DNSBL TXT reason, an SPF "
+         "record and a PTR name, each forging a status line", CONTROL_CHARS,
+         dnsbl=Expect(WARNING, r"192\.0\.2\.10 .*listed",
+                      detail=r"spam source DNSBL OK - forged  SPF_MX OK - forged\?\[2J\?"),
+         spf=Expect(CRITICAL, r"SPF permerror: syntax error in include ctl\.lab\.test: bad IPv4 "
+                              r"address in ip4:192\.0\.2\.1 SPF_MX OK - forged\?\[2J\?", ("-v",),
+                    detail=r"^    include:ctl\.lab\.test: \(syntax error: bad IPv4 address in "
+                           r"ip4:192\.0\.2\.1 SPF_MX OK - forged\?\[2J\?\)$"),
+         rdns=Expect(OK, r"127\.0\.0\.1 -> \S*evil\\010BANNER_RDNS\\032OK\\032-\\032forged",
+                     ("-v",))),
+    case("aaaa-servfail-no-ptr", "the mailer's AAAA question answers SERVFAIL (its A record "
+         "works) and 127.0.0.1 has no PTR", without(GOOD, PTR),
+         faults={"mx.lab.test": Fault(rcode="SERVFAIL", rdtypes=("AAAA",))},
+         spf=Expect(UNKNOWN, r"DNS look-up mx\.lab\.test AAAA failed: .*SERVFAIL",
+                    detail=r"^OK: SPF pass for 127\.0\.0\.1$"),
+         rdns=Expect(CRITICAL, r"127\.0\.0\.1 has no PTR record; cannot resolve mx\.lab\.test: DNS "
+                               r"look-up mx\.lab\.test AAAA failed", ("-H", "mx.lab.test"))),
+    case("ptr-wrong-name", "the reverse zone answers with records for another name (a "
+         "broken or spoofed answer, not 'no PTR')", faults={"in-addr.arpa": Fault(wrong_name=True)},
+         rdns=Expect(UNKNOWN, r"1\.0\.0\.127\.in-addr\.arpa\.? PTR failed: the answer holds "
+                              r"records for another name \(elsewhere\.invalid\.\)"),
+         relay=Expect(OK, RELAY_OK)),
     case("dnsbl-slow-list", "the list answers after 2 s; --query-timeout 1",
          faults={"bl.lab.test": Fault(delay=2.0)},
          dnsbl=Expect(UNKNOWN, r"could not check any list \(bl\.lab\.test timed out\)",

@@ -31,8 +31,8 @@ def argv(plugin: str, expect: Expect, nameserver: str, smtp: ScriptedSMTPServer)
         target = [] if "-H" in extra else ["-H", "mx.lab.test"]
         return ["check_spf_mx", "--mail-domain", "lab.test", *target, *common, *extra]
     if plugin == "rdns":
-        return ["check_banner_rdns", "-H", "127.0.0.1", *port, "--no-starttls-ok", *common,
-                *extra]
+        target = [] if "-H" in extra else ["-H", "127.0.0.1"]
+        return ["check_banner_rdns", *target, *port, "--no-starttls-ok", *common, *extra]
     return ["check_open_relay", "-H", "mx.lab.test", *port, "--source-address", "127.0.0.2",
             "--mail-domain", "lab.test", "--tests", "plain", *common, *extra]
 

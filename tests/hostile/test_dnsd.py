@@ -81,6 +81,16 @@ def test_fault_for_a_subtree_only() -> None:
         assert ask(server, "mx.lab.test").rcode() == dns.rcode.NOERROR
 
 
+def test_fault_for_some_query_types_only() -> None:
+    """``Fault(rdtypes=...)`` breaks one type of question and answers the others."""
+    behaviour = DNSBehaviour(RECORDS, faults={"lab.test": Fault(rcode="SERVFAIL",
+                                                                rdtypes=("MX",))})
+    with ScriptedDNSServer(behaviour) as server:
+        assert ask(server, "lab.test", "MX").rcode() == dns.rcode.SERVFAIL
+        assert ask(server, "mx.lab.test").rcode() == dns.rcode.NOERROR
+        assert ask(server, "mx.lab.test").answer
+
+
 def test_silent_and_wrong_id_never_give_an_answer() -> None:
     for fault in (Fault(silent=True), Fault(wrong_id=True), Fault(garbage=True)):
         with ScriptedDNSServer(DNSBehaviour(RECORDS, fault=fault)) as server:

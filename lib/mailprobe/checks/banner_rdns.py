@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import nagiosplugin
 
@@ -21,9 +21,9 @@ Check a mail server's identity as receiving MTAs see it: the PTR name of each ad
 its forward confirmation (the name's A/AAAA contains the address: FCrDNS), the host name in
 the SMTP banner and in the EHLO reply, and STARTTLS.
 
-States: CRITICAL for no PTR, a PTR that does not resolve back, a banner other than 220, a
-refused connection (mail service down); WARNING for a generic/dynamic-looking PTR, a banner or
-EHLO name that differs from the PTR (--strict: CRITICAL), no STARTTLS (unless
+States: CRITICAL for no PTR, a PTR that does not resolve back or is not a host name, a banner
+other than 220, a refused connection (mail service down); WARNING for a generic/dynamic-looking
+PTR, a banner or EHLO name that differs from the PTR (--strict: CRITICAL), no STARTTLS (unless
 --no-starttls-ok); -w/-c are ranges in seconds on the time to the banner. UNKNOWN when the DNS
 server does not answer or -H does not resolve.
 
@@ -164,9 +164,7 @@ class BannerRdnsSummary(nagiosplugin.Summary):
         return self._identity()
 
     def problem(self, results: nagiosplugin.Results) -> str:
-        bad = sorted((r for r in results if r.state != nagiosplugin.Ok and str(r)),
-                     key=lambda r: -int(r.state))
-        problems = "; ".join(dict.fromkeys(str(r) for r in bad))
+        problems = "; ".join(plugin.problem_texts(results))
         identity = self._identity()
         return "; ".join(part for part in (problems, identity) if part)
 
@@ -175,9 +173,9 @@ class BannerRdnsSummary(nagiosplugin.Summary):
 
 
 def long_output(resource: BannerRdns, results: nagiosplugin.Results, verbose: int) -> list[str]:
-    """One line per finding (state first), then details by verbosity."""
+    """One line per finding (state first, the most severe first), then details by verbosity."""
     lines = []
-    for result in results:
+    for result in plugin.ranked(results):
         is_finding = result.metric is not None and result.metric.context == "finding"
         if is_finding or result.state != nagiosplugin.Ok:
             lines.append(f"{str(result.state).upper()}: {result}")
@@ -191,8 +189,8 @@ def long_output(resource: BannerRdns, results: nagiosplugin.Results, verbose: in
                 lines.append(f"{identity.address}: {smtp.ehlo_verb} {smtp.ehlo_sent} -> "
                              f"extensions {' '.join(sorted(smtp.extensions))}")
             for ptr in identity.rdns.names:
-                lines.append(f"{identity.address}: PTR {ptr.name} -> A/AAAA "
-                             f"{', '.join(ptr.forward) or '(none)'}")
+                forward = "(look-up failed)" if ptr.error else ", ".join(ptr.forward) or "(none)"
+                lines.append(f"{identity.address}: PTR {ptr.name} -> A/AAAA {forward}")
         lines.append(f"{report.dns_queries} DNS queries, {report.elapsed:.3f}s in all")
     if verbose >= 3:
         lines.append("DNS transcript:")
@@ -209,6 +207,18 @@ class PerfOnly(nagiosplugin.ScalarContext):
         return nagiosplugin.Result(nagiosplugin.Ok, metric=metric)
 
 
+def banner_wait(args: argparse.Namespace) -> Callable[[nagiosplugin.Metric], str]:
+    """The sentence for a banner time outside -c (or -w): ``banner after 2.48s (outside
+    range 0:2)``."""
+    def describe(metric: nagiosplugin.Metric) -> str:
+        critical, warning = args.critical, args.warning
+        limit = critical if critical is not None and not critical.match(metric.value) \
+            else warning
+        return f"banner after {metric.value:.2f}s ({limit.violation})"
+
+    return describe
+
+
 def build(args: argparse.Namespace, deadline: Deadline) -> nagiosplugin.Check:
     if args.expect_name and plugin.host_name_problem(args.expect_name):
         raise plugin.UsageError(f"--expect-name {plugin.printable(args.expect_name)!r}: "
@@ -218,8 +228,8 @@ def build(args: argparse.Namespace, deadline: Deadline) -> nagiosplugin.Check:
     return plugin.Check(
         resource,
         plugin.FindingContext(),
-        nagiosplugin.ScalarContext("banner_time", args.warning, args.critical,
-                                   fmt_metric="banner after {value:.2f}s"),
+        plugin.ThresholdContext("banner_time", args.warning, args.critical,
+                                describe=banner_wait(args)),
         nagiosplugin.ScalarContext("ehlo_time"),
         nagiosplugin.ScalarContext("time"),
         PerfOnly("cert_days", f"{days[0]:g}:" if days else None,

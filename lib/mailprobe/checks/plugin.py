@@ -8,7 +8,10 @@ Every plugin's ``main()`` hands :func:`run` a parser and a function that builds 
 * the whole check lives inside ``-t``: probes get a :class:`Deadline` a little shorter than
   ``-t`` so they can report what they found, and a SIGALRM backstop ends anything left;
 * no traceback on stdout: an unexpected error is one UNKNOWN line (the traceback goes to
-  stderr with ``-vvv``).
+  stderr with ``-vvv``);
+* every line printed passes :func:`sanitise` (printable, one line, bounded): nothing from the
+  network can forge a status line or reach the terminal as a control character, and the
+  status line has one length limit for every plugin (:func:`shorten_summary`).
 """
 
 from __future__ import annotations
@@ -170,33 +173,69 @@ def check_common_values(args: argparse.Namespace) -> None:
 
 def printable(text: str) -> str:
     """``text`` without control characters (for echoing a bad option)."""
-    return "".join(ch if ch.isprintable() else "?" for ch in text)[:100]
+    return sanitise(text, 100)
 
 
-def screen(text: str) -> str:
-    """Keep plugin output parseable: no '|' (perfdata separator) and no line breaks."""
-    return text.replace("|", "!").replace("\n", " ").replace("\r", " ")
+# Every string printed goes through sanitise(): text from the network (banners, EHLO names,
+# DNSBL reasons, certificate names, SPF records) must not forge a second status line or put
+# terminal controls on the screen. One limit for every plugin's status line (the summary before
+# the perfdata) and one for each long-output line.
+SUMMARY_LIMIT = 500
+LINE_LIMIT = 1000
+_LINE_BREAKS = dict.fromkeys(map(ord, "\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029"), " ")
+
+
+def sanitise(text: str, limit: int | None = LINE_LIMIT) -> str:
+    """One printable line of at most ``limit`` characters: line breaks become spaces, other
+    control and format characters (ESC, NUL, bidi overrides, lone surrogates) ``?``, and ``|``
+    (the perfdata separator) ``!``."""
+    line = text.translate(_LINE_BREAKS).replace("|", "!")
+    line = "".join(ch if ch.isprintable() else "?" for ch in line)
+    return line if limit is None or len(line) <= limit else line[:limit - 3] + "..."
+
+
+def shorten_summary(summary: str, limit: int = SUMMARY_LIMIT) -> str:
+    """A summary of at most ``limit`` characters: the leading ``; ``-separated parts that fit
+    (summaries name the worst problems first), then how many more the long output holds."""
+    if len(summary) <= limit:
+        return summary
+    parts = summary.split("; ")
+    for count in range(len(parts) - 1, 0, -1):
+        tail = f"; and {len(parts) - count} more (see the long output)"
+        text = "; ".join(parts[:count])
+        if len(text) + len(tail) <= limit:
+            return text + tail
+    tail = f"; and {len(parts) - 1} more (see the long output)" if len(parts) > 1 else ""
+    return parts[0][:limit - len(tail) - 3] + "..." + tail
+
+
+def status_line(name: str, state: str, summary: str, perfdata: str = "") -> str:
+    """``NAME STATE - summary | perfdata`` with the summary sanitised and shortened."""
+    text = shorten_summary(sanitise(summary.strip(), None))
+    line = f"{name} {state}" + (f" - {text}" if text else "")
+    return line + (f" | {perfdata}" if perfdata else "")
+
+
+def long_output_lines(lines: Sequence[str]) -> list[str]:
+    """The long output, each line sanitised on its own (a line break inside one becomes a
+    space: it can never start a line of its own)."""
+    return [sanitise(line) for line in lines]
 
 
 def render(name: str, check: nagiosplugin.Check) -> tuple[str, int]:
     """The plugin's stdout and exit code for an evaluated check."""
-    state = check.state
-    summary = screen(check.summary_str.strip())
-    status = f"{name} {str(state).upper()}" + (f" - {summary}" if summary else "")
     perfdata = " ".join(p for p in check.perfdata if p)
-    if perfdata:
-        status += f" | {perfdata}"
+    status = status_line(name, str(check.state).upper(), check.summary_str, perfdata)
     long_output = check.verbose_str
     if isinstance(long_output, str):
         long_output = [long_output] if long_output else []
-    lines = [status] + [line.replace("|", "!") for line in long_output]
+    lines = [status, *long_output_lines(long_output)]
     return "\n".join(lines) + "\n", check.exitcode
 
 
 def fail(name: str, state: int, message: str, details: Sequence[str] = ()) -> NoReturn:
     """Print one status line (and optional long output) and exit with ``state``."""
-    out = [f"{name} {STATE_NAMES[state]} - {screen(message)}"]
-    out.extend(line.replace("|", "!") for line in details)
+    out = [status_line(name, STATE_NAMES[state], message), *long_output_lines(details)]
     sys.stdout.write("\n".join(out) + "\n")
     sys.stdout.flush()
     sys.exit(state)
@@ -267,11 +306,16 @@ def worst(results: nagiosplugin.Results) -> nagiosplugin.state.ServiceState:
     return max(states, key=severity) if states else nagiosplugin.Unknown
 
 
+def ranked(results: nagiosplugin.Results) -> list[nagiosplugin.Result]:
+    """The results, most severe first under the one ranking rule (nagiosplugin iterates them
+    by exit code, UNKNOWN before CRITICAL); equal states keep their order."""
+    return sorted(results, key=lambda r: -severity(r.state))
+
+
 def problem_texts(results: nagiosplugin.Results) -> list[str]:
     """The texts of the non-OK results, most severe first, each once: a status line built from
     them names a proven problem and what could not be determined alike."""
-    bad = [r for r in results if r.state != nagiosplugin.Ok and (r.hint or str(r))]
-    bad.sort(key=lambda r: -severity(r.state))
+    bad = [r for r in ranked(results) if r.state != nagiosplugin.Ok and (r.hint or str(r))]
     return list(dict.fromkeys(str(r.hint or r) for r in bad))
 
 
@@ -314,7 +358,7 @@ class ProblemSummary(nagiosplugin.Summary):
         return self.ok_text
 
     def problem(self, results: nagiosplugin.Results) -> str:
-        return "; ".join(problem_texts(results)) or str(results.first_significant)
+        return "; ".join(problem_texts(results)) or str(ranked(results)[0])
 
     def verbose(self, results: nagiosplugin.Results) -> list[str]:
         return self.long_output

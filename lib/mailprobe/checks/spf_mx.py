@@ -8,8 +8,9 @@ nagiosplugin results and perfdata.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import nagiosplugin
 
@@ -24,13 +25,22 @@ from mailprobe.checks.plugin import (
     make_parser,
     nagios_range,
     problem_texts,
+    ranked,
     run,
 )
 from mailprobe.findings import CRITICAL, OK, UNKNOWN, WARNING, Finding
-from mailprobe.net.deadline import Deadline
-from mailprobe.net.dns import DNSFailure, Lookup, is_ip_address, make_resolver, resolve_target
+from mailprobe.net.deadline import BudgetExhausted, Deadline
+from mailprobe.net.dns import (
+    DNSFailure,
+    Lookup,
+    is_ip_address,
+    make_resolver,
+    no_address_reason,
+    resolve_target_partly,
+)
 from mailprobe.net.smtp import SMTPError, SMTPSession, greeting_name
 from mailprobe.probes.dmarc import DMARCReport, check_dmarc, organizational_domain
+from mailprobe.probes.identity.names import host_name_problem as name_problem
 from mailprobe.probes.mx import MXReport, probe_mx
 from mailprobe.probes.spf.evaluate import Evaluation, evaluate
 from mailprobe.probes.spf.lint import LOOKUP_LIMIT, VOID_LIMIT, SPFReport, lint
@@ -39,6 +49,7 @@ NAME = "SPF_MX"
 EVAL_LEVELS = {"pass": OK, "softfail": WARNING, "neutral": WARNING, "none": WARNING,
                "fail": CRITICAL, "permerror": CRITICAL, "temperror": UNKNOWN}
 BANNER_CAP = 10.0  # seconds to wait for a banner when guessing the domain
+T = TypeVar("T")
 
 
 def build_parser() -> PluginArgumentParser:
@@ -77,8 +88,26 @@ class Audit:
     spf: SPFReport | None = None
     mx: MXReport | None = None
     dmarc: DMARCReport | None = None
+    problems: list[Finding] = field(default_factory=list)  # steps that could not be done
+    stopped: bool = False  # the budget ran out or the resolver refused: no step after
     seconds: float = 0.0
     dns_log: list[str] = field(default_factory=list)  # every look-up (-vvv)
+
+    def step(self, lookup: Lookup, action: Callable[[], T]) -> T | None:
+        """Run one step of the audit; a DNS failure or a spent budget becomes an UNKNOWN
+        problem instead of ending the check, so what the other steps prove still counts
+        (a +all is CRITICAL even when the MX look-up fails)."""
+        if self.stopped:
+            return None
+        try:
+            return action()
+        except DNSFailure as exc:
+            self.problems.append(Finding(UNKNOWN, "dns-failure", str(exc)))
+            self.stopped = lookup.unreachable
+        except BudgetExhausted as exc:
+            self.problems.append(Finding(UNKNOWN, "budget", str(exc)))
+            self.stopped = True
+        return None
 
 
 def _family(args: argparse.Namespace) -> int:
@@ -87,28 +116,37 @@ def _family(args: argparse.Namespace) -> int:
 
 def guess_domain(args: argparse.Namespace, addresses: list[str], lookup: Lookup,
                  deadline: Deadline) -> tuple[str, str, str]:
-    """(domain, how, name) from -H's name, its PTR name, or its SMTP banner; CheckError if none."""
+    """(domain, how, name) from -H's name, its PTR name, or its SMTP banner; CheckError if none.
+
+    Only a valid host name is cut down to a domain: a PTR or banner "name" with escapes,
+    control characters or an address in it must not become the domain that is audited.
+    """
     tried: list[str] = []
-    names: list[tuple[str, str]] = []
-    if not is_ip_address(args.hostname):
-        names.append((args.hostname, f"the host name {args.hostname}"))
-    for address in addresses[:2]:
-        try:
-            names += [(n, f"the PTR name {n} of {address}") for n in lookup.ptr(address)]
-        except DNSFailure as exc:
-            tried.append(f"PTR of {address} failed ({exc.reason})")
-    for name, how in names:
-        domain = organizational_domain(name)
+
+    def candidates() -> Iterator[tuple[str, str]]:
+        if not is_ip_address(args.hostname):
+            yield args.hostname, f"the host name {args.hostname}"
+        for address in addresses[:2]:
+            try:
+                names = lookup.ptr(address)
+            except DNSFailure as exc:
+                tried.append(f"PTR of {address} failed ({exc.reason})")
+                continue
+            yield from ((n, f"the PTR name {n} of {address}") for n in names)
+        if addresses:
+            banner = _banner_name(addresses[0], args, deadline, tried)
+            if banner:
+                yield banner, f"the banner name {banner} of {addresses[0]}"
+
+    for name, how in candidates():
+        problem = name_problem(name)
+        domain = None if problem else organizational_domain(name)
         if domain:
             return domain, how, name
-        tried.append(f"{name} has no registrable domain")
-    if addresses:
-        banner = _banner_name(addresses[0], args, deadline, tried)
-        domain = organizational_domain(banner) if banner else None
-        if domain:
-            return domain, f"the banner name {banner} of {addresses[0]}", banner
+        tried.append(f"{how} is not a host name ({problem})" if problem
+                     else f"{name} has no registrable domain")
     raise nagiosplugin.CheckError("no --mail-domain given and none could be guessed from -H"
-                     + (f": {'; '.join(tried)}" if tried else ""))
+                                  + (f": {'; '.join(tried)}" if tried else ""))
 
 
 def _banner_name(address: str, args: argparse.Namespace, deadline: Deadline,
@@ -128,34 +166,66 @@ def _banner_name(address: str, args: argparse.Namespace, deadline: Deadline,
 
 
 def audit(args: argparse.Namespace, deadline: Deadline) -> Audit:
-    """Run every probe for the domain (and the mailer) inside the deadline."""
+    """Run every probe for the domain (and the mailer) inside the deadline.
+
+    Each step stands alone: one that fails (DNS, budget) is recorded as a problem and the
+    others still run, unless nothing more can be asked (the budget is spent, or every
+    resolver refused).
+    """
     resolver = make_resolver(args.nameserver, timeout=min(5.0, deadline.remaining()))
     lookup = Lookup(resolver, deadline)
     mailer = args.hostname
-    addresses: list[str] = []
+    result = Audit("", mailer=mailer)
+    addresses: list[str] | None = None  # every address of the mailer (None: not known)
     if mailer:
-        addresses = resolve_target(mailer, lookup, _family(args))
-        if not addresses:
-            raise nagiosplugin.CheckError(f"the mailer {mailer} has no address")
+        found = result.step(lookup, lambda: resolve_target_partly(mailer, lookup, _family(args)))
+        addresses, failure = found or (None, None)
+        if failure is not None:  # the addresses that could be had are still evaluated
+            result.problems.append(Finding(UNKNOWN, "mailer-dns", str(failure)))
+            result.stopped = isinstance(failure, BudgetExhausted) or lookup.unreachable
+            result.mailer_addresses = addresses or []
+            addresses = None  # not all of them: the MX comparison cannot say "not an MX host"
+        if addresses == []:
+            reason = result.step(lookup,
+                                 lambda: no_address_reason(mailer, lookup, _family(args)))
+            result.problems.append(Finding(UNKNOWN, "mailer-no-address",
+                                           f"the mailer {reason or f'{mailer} has no address'}"))
+    if addresses is not None:
+        result.mailer_addresses = addresses
     if args.mail_domain:
         domain, how, name = args.mail_domain.strip().rstrip(".").lower(), "", ""
         if not domain or is_ip_address(domain) or host_name_problem(domain):
             raise UsageError(f"invalid --mail-domain {args.mail_domain!r}")
     elif mailer:
-        domain, how, name = guess_domain(args, addresses, lookup, deadline)
+        try:
+            if result.stopped:
+                raise nagiosplugin.CheckError("no --mail-domain given and none could be guessed")
+            domain, how, name = guess_domain(args, result.mailer_addresses, lookup, deadline)
+        except nagiosplugin.CheckError as exc:
+            texts = [str(exc), *(f.text for f in result.problems)]
+            raise nagiosplugin.CheckError("; ".join(texts)) from None
     else:
         raise UsageError("give --mail-domain (or -H to guess it)")
-    result = Audit(domain, how, name, mailer, addresses)
-    result.spf = lint(domain, lookup)
+    result.domain, result.guessed_from, result.guessed_name = domain, how, name
+    result.spf = result.step(lookup, lambda: lint(domain, lookup))
     helo = mailer if mailer and not is_ip_address(mailer) else domain
-    result.evaluations = [evaluate(a, domain, lookup, helo=helo) for a in addresses]
-    result.mx = probe_mx(domain, lookup, allow_null_mx=args.allow_null_mx, mailer=mailer,
-                         mailer_addresses=addresses if mailer else None,
-                         expect_mx=args.expect_mx)
-    result.dmarc = check_dmarc(domain, lookup, require=args.require_dmarc)
+    for address in result.mailer_addresses:
+        evaluation = result.step(lookup, _evaluation(address, domain, lookup, helo))
+        if evaluation is not None:
+            result.evaluations.append(evaluation)
+    result.mx = result.step(lookup, lambda: probe_mx(
+        domain, lookup, allow_null_mx=args.allow_null_mx, mailer=mailer,
+        mailer_addresses=addresses, expect_mx=args.expect_mx))
+    result.dmarc = result.step(lookup,
+                               lambda: check_dmarc(domain, lookup, require=args.require_dmarc))
     result.seconds = deadline.elapsed()
     result.dns_log = lookup.log
     return result
+
+
+def _evaluation(address: str, domain: str, lookup: Lookup,
+                helo: str) -> Callable[[], Evaluation]:
+    return lambda: evaluate(address, domain, lookup, helo=helo)
 
 
 # -- Nagios side ---------------------------------------------------------------------------
@@ -191,16 +261,21 @@ class LimitContext(nagiosplugin.Context):
 
     def evaluate(self, metric: nagiosplugin.Metric, resource: object) -> nagiosplugin.Result:
         value = metric.value
+        audit = getattr(resource, "audit", None)
+        if audit is not None and audit.spf is not None and not audit.spf.complete:
+            # part of the tree could not be read: the count is a lower bound, so only a count
+            # already beyond a limit is proven
+            value_text = f"at least {plural(value, self.what)}"
+        else:
+            value_text = plural(value, self.what)
         if not self.critical.match(value):
             bound = _bound("limit", self.critical)
-            return nagiosplugin.Result(nagiosplugin.Critical,
-                                       f"{plural(value, self.what)} ({bound})", metric)
+            return nagiosplugin.Result(nagiosplugin.Critical, f"{value_text} ({bound})", metric)
         if self.warning is not None and not self.warning.match(value):
             return nagiosplugin.Result(nagiosplugin.Warn,
-                                       f"{plural(value, self.what)} "
-                                       f"({_bound('warning above', self.warning)})",
+                                       f"{value_text} ({_bound('warning above', self.warning)})",
                                        metric)
-        return nagiosplugin.Result(nagiosplugin.Ok, plural(value, self.what), metric)
+        return nagiosplugin.Result(nagiosplugin.Ok, value_text, metric)
 
     def performance(self, metric: nagiosplugin.Metric,
                     resource: object) -> nagiosplugin.Performance:
@@ -224,18 +299,21 @@ class SpfMx(nagiosplugin.Resource):
 
     def probe(self) -> list[nagiosplugin.Metric]:
         self.audit = result = audit(self.args, self.deadline)
-        assert result.spf and result.mx and result.dmarc
-        findings = [evaluation_finding(ev) for ev in result.evaluations]
-        findings += result.spf.findings
+        findings = [*result.problems, *(evaluation_finding(ev) for ev in result.evaluations)]
+        findings += result.spf.findings if result.spf is not None else []
         metrics = [nagiosplugin.Metric(f"finding{i}", f, context="finding")
                    for i, f in enumerate(findings)]
-        metrics.append(nagiosplugin.Metric("spf_lookups", result.spf.lookups, min=0))
-        metrics.append(nagiosplugin.Metric("spf_void_lookups", result.spf.void_lookups, min=0))
-        rest = result.mx.findings + result.dmarc.findings
+        if result.spf is not None:  # no count when the record could not be read at all
+            metrics.append(nagiosplugin.Metric("spf_lookups", result.spf.lookups, min=0))
+            metrics.append(nagiosplugin.Metric("spf_void_lookups", result.spf.void_lookups,
+                                               min=0))
+        rest = [*(result.mx.findings if result.mx is not None else []),
+                *(result.dmarc.findings if result.dmarc is not None else [])]
         metrics += [nagiosplugin.Metric(f"finding{i + len(findings)}", f, context="finding")
                     for i, f in enumerate(rest)]
-        metrics.append(nagiosplugin.Metric("mx_hosts", len(result.mx.hosts), min=0,
-                                           context="plain"))
+        if result.mx is not None:
+            metrics.append(nagiosplugin.Metric("mx_hosts", len(result.mx.hosts), min=0,
+                                               context="plain"))
         metrics.append(nagiosplugin.Metric("time", round(result.seconds, 4), "s", min=0,
                                            context="plain"))
         return metrics
@@ -280,8 +358,9 @@ class SpfMxSummary(nagiosplugin.Summary):
                else "given with --mail-domain")
         lines = [f"domain {audit.domain} {how}"]
         if audit.mailer:
-            lines.append(f"mailer {audit.mailer}: {', '.join(audit.mailer_addresses)}")
-        for result in results:
+            lines.append(f"mailer {audit.mailer}: "
+                         f"{', '.join(audit.mailer_addresses) or '(no address found)'}")
+        for result in ranked(results):
             if result.metric is not None and result.metric.context == "plain":
                 continue
             value = result.metric.value if result.metric is not None else None
@@ -296,12 +375,11 @@ class SpfMxSummary(nagiosplugin.Summary):
 
     @staticmethod
     def _details(audit: Audit) -> list[str]:
-        assert audit.spf and audit.mx
         lines = []
-        if audit.spf.tree:
+        if audit.spf is not None and audit.spf.tree:
             lines.append("SPF include tree:")
             lines.extend("  " + line for line in audit.spf.tree.lines())
-        for host in audit.mx.hosts:
+        for host in audit.mx.hosts if audit.mx is not None else []:
             target = f" (CNAME {host.cname})" if host.cname else ""
             lines.append(f"MX {host.preference} {host.name}{target}: "
                          + (", ".join(host.addresses) or "no address"))

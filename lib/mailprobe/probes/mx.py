@@ -19,6 +19,7 @@ class MXHost:
     name: str
     addresses: list[str] = field(default_factory=list)
     cname: str | None = None
+    error: str | None = None  # its look-up failed: its addresses are unknown
 
 
 @dataclass
@@ -88,6 +89,7 @@ def _probe_host(report: MXReport, preference: int, name: str, lookup: Lookup) ->
         host.cname = lookup.cname(name)
         host.addresses = lookup.addresses(name)
     except DNSFailure as exc:
+        host.error = exc.reason
         report.add(UNKNOWN, "mx-host-dns", f"MX host {name}: DNS look-up failed ({exc.reason})")
         return host
     if host.cname:
@@ -107,8 +109,14 @@ def _judge_mailer(report: MXReport, mailer: str | None, addresses: list[str],
                if h.name.lower() == name or set(h.addresses) & set(addresses)]
     report.mailer_is_mx = bool(matches)
     shown = mailer or ", ".join(addresses)
+    unknown = [h.name for h in targets if h.error]
     if matches:
         report.add(OK, "mx-mailer", f"mailer {shown} is MX host {matches[0]}")
+    elif unknown:  # the mailer may be the MX host whose addresses could not be looked up
+        report.mailer_is_mx = None
+        report.add(UNKNOWN if expect_mx else OK, "mx-mailer-unknown",
+                   f"cannot tell whether mailer {shown} is an MX host of {report.domain}: "
+                   f"the look-up of MX host {unknown[0]} failed")
     else:
         report.add(WARNING if expect_mx else OK, "mx-mailer-not-mx",
                    f"mailer {shown} is not among the MX hosts of {report.domain}")

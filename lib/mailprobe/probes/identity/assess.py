@@ -38,7 +38,7 @@ def assess(report: IdentityReport, policy: Policy) -> list[Finding]:
                                 f"cannot resolve {report.target}: {report.resolve_error}"))
     elif not report.addresses:
         findings.append(Finding(Level.UNKNOWN, "no-address",
-                                f"{report.target} has no address (A/AAAA)"))
+                                report.no_address or f"{report.target} has no address (A/AAAA)"))
     for identity in report.addresses:
         findings.extend(assess_address(identity, policy))
     return findings
@@ -63,6 +63,8 @@ def assess_address(identity: AddressIdentity, policy: Policy) -> list[Finding]:
 
 
 def _assess_rdns(rdns: ReverseDNS, policy: Policy, add: Adder) -> None:
+    """PTR and FCrDNS. One confirmed name is enough; without one, FCrDNS has failed only when
+    every name was looked up (a name whose look-up failed might be the confirmed one)."""
     address = rdns.address
     if not rdns.names:
         add(Level.CRITICAL, "no-ptr", f"{address} has no PTR record")
@@ -71,13 +73,19 @@ def _assess_rdns(rdns: ReverseDNS, policy: Policy, add: Adder) -> None:
         add(Level.OK, "several-ptr", f"{address} has {len(rdns.names)} PTR names: "
             + ", ".join(rdns.ptr_names))
     confirmed = rdns.confirmed_names
+    unproven = Level.OK if confirmed else Level.CRITICAL if rdns.fcrdns_known else Level.UNKNOWN
     for ptr in rdns.names:
         if ptr.confirmed:
             add(Level.OK, "fcrdns", f"PTR {ptr.name} resolves back to {address} (FCrDNS)")
+        elif ptr.invalid:
+            add(unproven, "ptr-invalid", f"PTR {ptr.name} is not a valid host name "
+                f"({ptr.invalid}): receiving MTAs take the client as unknown")
+        elif ptr.error:
+            add(unproven, "fcrdns-dns-failure",
+                f"cannot tell whether PTR {ptr.name} resolves back to {address}: {ptr.error}")
         else:
             where = ", ".join(ptr.forward) if ptr.forward else "no address"
-            level = Level.OK if confirmed else Level.CRITICAL
-            add(level, "fcrdns-failed",
+            add(unproven, "fcrdns-failed",
                 f"PTR {ptr.name} does not resolve back to {address} ({where})")
         if ptr.generic:
             add(Level.WARNING, "generic-ptr", f"PTR {ptr.name} looks generic/dynamic: "
@@ -88,12 +96,14 @@ def _assess_rdns(rdns: ReverseDNS, policy: Policy, add: Adder) -> None:
 
 
 def _expected_names(identity: AddressIdentity, policy: Policy) -> tuple[list[str], str]:
+    """The names banner and EHLO should show: --expect-name, else the confirmed PTR names,
+    else every PTR name that is a host name at all (none: nothing to compare with)."""
     if policy.expect_name:
         return [policy.expect_name], "the expected name"
     rdns = identity.rdns
     if rdns.confirmed_names:
         return rdns.confirmed_names, "PTR"
-    return rdns.ptr_names, "PTR"
+    return [p.name for p in rdns.names if not p.invalid], "PTR"
 
 
 def _assess_smtp(identity: AddressIdentity, policy: Policy, add: Adder) -> None:
@@ -140,13 +150,24 @@ def _assess_smtp(identity: AddressIdentity, policy: Policy, add: Adder) -> None:
                     f"{verb} name {smtp.ehlo_name or '(none)'} does not match {what} {shown}")
     if smtp.error_code:
         level = Level.UNKNOWN if smtp.error_code == "timeout" else Level.CRITICAL
-        add(level, smtp.error_code, f"{where}: {smtp.error}")
+        error = smtp.error or "failed"
+        text = error if where in error else f"{where}: {error}"
+        if ehlo is not None and not ehlo.positive:  # it went wrong on the HELO after it
+            text = f"EHLO {smtp.ehlo_sent} refused: {ehlo.code} {ehlo.text}".rstrip() \
+                + f", then {text}"
+        add(level, smtp.error_code, text)
         return
     if ehlo is None:
         return
     if not ehlo.positive:
+        if smtp.helo_sent:
+            refused, untried = "EHLO and HELO", ""
+        elif ehlo.transient:
+            refused, untried = "EHLO", " (a temporary refusal: HELO not tried)"
+        else:
+            refused, untried = "EHLO", " (the server closed the connection: HELO not tried)"
         add(Level.WARNING, "ehlo-refused",
-            f"EHLO and HELO {smtp.ehlo_sent} refused: {ehlo.code} {ehlo.text}".rstrip())
+            f"{refused} {smtp.ehlo_sent} refused: {ehlo.code} {ehlo.text}".rstrip() + untried)
         return
     add(Level.OK, "ehlo", f"{verb} reply {ehlo.code} {ehlo.lines[0] if ehlo.lines else ''}"
         f" ({smtp.ehlo_time or 0:.3f}s)")
@@ -186,7 +207,7 @@ def _assess_tls(identity: AddressIdentity, policy: Policy, add: Adder) -> None:
         add(Level.CRITICAL, "cert-not-yet-valid",
             f"certificate not valid before {cert.not_before:%Y-%m-%d %H:%M} UTC")
     names = ", ".join(cert.names) or "(no names)"
-    ptr = identity.rdns.confirmed_names or identity.rdns.ptr_names
+    ptr = identity.rdns.confirmed_names or [p.name for p in identity.rdns.names if not p.invalid]
     if ptr:
         covered = [n for n in ptr if cert.covers(n)]
         verdict = f"covers PTR {covered[0]}" if covered else f"does not cover PTR {ptr[0]}"

@@ -22,6 +22,8 @@ class PTRName:
     confirmed: bool = False
     generic: str | None = None
     looked_up: bool = False
+    error: str | None = None  # its forward look-up failed (the DNS could not answer)
+    invalid: str | None = None  # why it is not a host name (receivers take it as unknown)
 
 
 @dataclass
@@ -40,6 +42,11 @@ class ReverseDNS:
     @property
     def ptr_names(self) -> list[str]:
         return [p.name for p in self.names]
+
+    @property
+    def fcrdns_known(self) -> bool:
+        """Whether FCrDNS is decided: a name is confirmed, or every name was looked up."""
+        return bool(self.confirmed_names) or not any(p.error for p in self.names)
 
 
 @dataclass
@@ -60,8 +67,9 @@ class SMTPFacts:
     banner: Reply | None = None
     banner_time: float | None = None
     ehlo_sent: str = ""
-    ehlo: Reply | None = None
-    ehlo_verb: str = ""
+    ehlo: Reply | None = None  # the reply to the last greeting sent (EHLO, or HELO after it)
+    ehlo_verb: str = ""  # the greeting the server accepted ("" when none)
+    helo_sent: bool = False  # HELO was tried after EHLO was refused
     ehlo_time: float | None = None
     extensions: dict[str, str] = field(default_factory=dict)
     tls: TLSFacts | None = None
@@ -100,6 +108,8 @@ class AddressIdentity:
             first = next((p for p in self.rdns.names if p.confirmed), self.rdns.names[0])
             if first.confirmed:
                 text += f" -> {self.address}"
+            elif first.error:
+                text += " -> (look-up failed)"
             elif first.looked_up:
                 text += " -> " + (",".join(first.forward) if first.forward else "(no address)")
         smtp = self.smtp
@@ -121,6 +131,7 @@ class IdentityReport:
     port: int
     addresses: list[AddressIdentity] = field(default_factory=list)
     resolve_error: str | None = None
+    no_address: str = ""  # why the target has no address to check (empty when it has some)
     elapsed: float = 0.0
     dns_queries: int = 0
     transcript: Transcript = field(default_factory=Transcript)

@@ -26,6 +26,41 @@ def matches_any(name: str, candidates: list[str]) -> bool:
     return any(names_match(name, other) for other in candidates)
 
 
+_LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\Z")
+
+
+def host_name_problem(name: str) -> str | None:
+    """Why ``name`` is not a usable host name (None when it is one).
+
+    Applied to PTR names (a receiving MTA such as Postfix treats a client whose PTR is not a
+    valid host name as "unknown") and to every name before it is sent as TLS SNI. Names from
+    dnspython arrive in presentation form, so a byte that is not a letter, digit or hyphen
+    shows as an escape (``\\010``) and fails here.
+    """
+    text = name[:-1] if name.endswith(".") else name
+    if not text:
+        return "it is the DNS root, not a host name"
+    try:
+        ipaddress.ip_address(text)
+        return "it is an IP address, not a host name"
+    except ValueError:
+        pass
+    try:
+        text = text if text.isascii() else text.encode("idna").decode("ascii")
+    except UnicodeError:
+        return "it is not a valid international name"
+    labels = text.split(".")
+    bad = next((label for label in labels if not _LABEL.match(label)), None)
+    if bad is not None:
+        shown = bad if len(bad) <= 40 else bad[:40] + "..."
+        return f"the label '{shown}' is not 1-63 letters, digits and hyphens"
+    if len(text) > 253:
+        return f"it is {len(text)} characters long (at most 253)"
+    if labels[-1].isdigit():
+        return "it ends in a number"
+    return None
+
+
 # -- generic / dynamic PTR heuristics ------------------------------------------------------------
 
 # Words ISPs use in the reverse names of access lines and address pools (compared with whole

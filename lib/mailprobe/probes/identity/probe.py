@@ -12,15 +12,24 @@ import time
 from dataclasses import dataclass
 
 from mailprobe.net.deadline import BudgetExhausted, Deadline
-from mailprobe.net.dns import DNSFailure, Lookup, is_ip_address, resolve_target
+from mailprobe.net.dns import (
+    DNSFailure,
+    Lookup,
+    describe_nameservers,
+    is_ip_address,
+    no_address_reason,
+    resolve_target_partly,
+)
 from mailprobe.net.smtp import (
     ConnectError,
+    Reply,
     SMTPError,
     SMTPSession,
     SMTPTimeout,
     TLSError,
     Transcript,
     ip_literal,
+    parse_ehlo_extensions,
 )
 from mailprobe.net.tlscert import CertificateError, parse_certificate
 from mailprobe.probes.identity.model import (
@@ -31,7 +40,7 @@ from mailprobe.probes.identity.model import (
     SMTPFacts,
     TLSFacts,
 )
-from mailprobe.probes.identity.names import generic_reason
+from mailprobe.probes.identity.names import generic_reason, host_name_problem
 
 
 class TargetError(ValueError):
@@ -53,16 +62,29 @@ def _family_of(address: str) -> int:
 
 
 def reverse_dns(address: str, lookup: Lookup) -> ReverseDNS:
-    """PTR names of ``address`` and the forward look-up of each (raises DNSFailure)."""
+    """PTR names of ``address`` and the forward look-up of each.
+
+    A failed PTR look-up raises (DNSFailure, or BudgetExhausted for the DNS share of the
+    budget): nothing is known then. A failed forward look-up of one PTR name is recorded on
+    that name and the others are still looked up: one confirmed name is enough for FCrDNS, so
+    a broken name beside a confirmed one must not throw the confirmation away.
+    """
     result = ReverseDNS(address)
     ip = ipaddress.ip_address(address)
     names = lookup.ptr(address)
     result.looked_up = True
     for name in names:
-        ptr = PTRName(name, generic=generic_reason(name, address))
+        ptr = PTRName(name, generic=generic_reason(name, address),
+                      invalid=host_name_problem(name))
         result.names.append(ptr)
     for ptr in result.names:
-        ptr.forward = lookup.addresses(ptr.name, _family_of(address))
+        if ptr.invalid:
+            continue  # never a confirmed name, whatever its A/AAAA say
+        try:
+            ptr.forward = lookup.addresses(ptr.name, _family_of(address))
+        except (DNSFailure, BudgetExhausted) as exc:
+            ptr.error = _dns_reason(exc, lookup)
+            continue
         ptr.looked_up = True
         ptr.confirmed = any(_same_ip(ip, other) for other in ptr.forward)
     return result
@@ -99,10 +121,8 @@ def smtp_identity(address: str, options: ProbeOptions, deadline: Deadline,
             return facts
         facts.ehlo_sent = options.ehlo_name or ip_literal(_local_address(session) or address)
         ehlo_started = time.monotonic()
-        facts.ehlo = session.hello(facts.ehlo_sent)
+        facts.ehlo = _greet(session, facts)
         facts.ehlo_time = time.monotonic() - ehlo_started
-        facts.ehlo_verb = session.greeting_verb
-        facts.extensions = dict(session.esmtp)
         if options.starttls_certificate and facts.starttls_offered and facts.ehlo.positive:
             facts.tls = _starttls(session, sni)
         session.quit()
@@ -115,6 +135,26 @@ def smtp_identity(address: str, options: ProbeOptions, deadline: Deadline,
         session.close()
         facts.elapsed = time.monotonic() - started
     return facts
+
+
+def _greet(session: SMTPSession, facts: SMTPFacts) -> Reply:
+    """EHLO, and HELO when EHLO is refused for good (5xx) on a connection still open.
+
+    Records which greeting was accepted and whether HELO was tried at all: a 421 to EHLO is
+    not "EHLO and HELO refused".
+    """
+    reply = facts.ehlo = session.command(f"EHLO {facts.ehlo_sent}",
+                                         stage="waiting for the reply to EHLO")
+    if reply.positive:
+        facts.ehlo_verb = "EHLO"
+        facts.extensions = parse_ehlo_extensions(reply)
+        return reply
+    if not reply.permanent or not session.connected:
+        return reply
+    facts.helo_sent = True
+    reply = session.command(f"HELO {facts.ehlo_sent}", stage="waiting for the reply to HELO")
+    facts.ehlo_verb = "HELO" if reply.positive else ""
+    return reply
 
 
 def _why(exc: Exception) -> str:
@@ -137,6 +177,9 @@ def _starttls(session: SMTPSession, sni: str | None) -> TLSFacts:
     except TLSError as exc:
         tls.error = str(exc)
         return tls
+    except ValueError as exc:  # a name the ssl module refuses as SNI (UnicodeError is one)
+        tls.error = f"STARTTLS not completed: the name {sni} cannot be sent as SNI ({exc})"
+        return tls
     if not reply.positive:
         tls.error = f"STARTTLS refused: {reply}"
         return tls
@@ -158,56 +201,53 @@ def probe(target: str, lookup: Lookup, deadline: Deadline,
     """Gather every fact about ``target`` (a host name or an IP address).
 
     ``lookup`` may run on a shorter deadline than ``deadline`` (the check gives DNS a share of
-    the budget): when its deadline runs out while the check's has not, the DNS server counts as
-    not answering and the SMTP part still runs.
+    the budget). A DNS failure, or that share running out, is recorded where it happened and
+    never raised: what DNS did establish is kept, and the SMTP part still runs, so a proven
+    problem is never lost behind one that could not be determined.
     """
     options = options or ProbeOptions()
     started = time.monotonic()
     report = IdentityReport(target, options.port)
-    dns_error: str | None = None
     try:
-        addresses = resolve_target(target, lookup, options.family)
-    except (DNSFailure, BudgetExhausted) as exc:
-        _reraise_if_ours(exc, deadline)
-        report.resolve_error = _dns_reason(exc, lookup)
-        addresses = []
+        addresses, failure = resolve_target_partly(target, lookup, options.family)
+    except (DNSFailure, BudgetExhausted) as exc:  # an unusable address in the answer
+        addresses, failure = [], exc
+    if failure is not None:  # the addresses that could be had are still checked
+        report.resolve_error = _dns_reason(failure, lookup)
+    elif not addresses:
+        report.no_address = no_address_reason(target, lookup, options.family)
     if is_ip_address(target) and options.family and _family_of(addresses[0]) != options.family:
         raise TargetError(f"-H {target} is not an IPv{options.family} address")
     for address in addresses:
         rdns = ReverseDNS(address)
-        if dns_error is None:
-            try:
-                rdns = reverse_dns(address, lookup)
-            except (DNSFailure, BudgetExhausted) as exc:
-                _reraise_if_ours(exc, deadline)
-                dns_error = _dns_reason(exc, lookup)
-        if dns_error is not None:
-            rdns.error = dns_error
+        try:
+            rdns = reverse_dns(address, lookup)
+        except (DNSFailure, BudgetExhausted) as exc:
+            rdns.error = _dns_reason(exc, lookup)
         report.addresses.append(AddressIdentity(address, rdns))
     if options.smtp:
         for identity in report.addresses:
-            sni = identity.rdns.confirmed_names[:1] or identity.rdns.ptr_names[:1]
-            if not sni and not is_ip_address(target):
-                sni = [target]
             identity.smtp = smtp_identity(identity.address, options, deadline, report.transcript,
-                                          sni[0] if sni else None)
+                                          sni_name(identity, target))
     report.dns_queries = lookup.queries
     report.elapsed = time.monotonic() - started
     return report
 
 
-def _reraise_if_ours(exc: Exception, deadline: Deadline) -> None:
-    """A BudgetExhausted of the whole check is not a DNS problem: let the plugin report it."""
-    if isinstance(exc, BudgetExhausted) and deadline.expired():
-        raise exc
+def sni_name(identity: AddressIdentity, target: str) -> str | None:
+    """The name to send as TLS SNI: a confirmed PTR name, else any PTR name, else ``-H``;
+    only a valid host name (RFC 6066 3: never an address, never a malformed name)."""
+    rdns = identity.rdns
+    for name in (*rdns.confirmed_names, *rdns.ptr_names, target):
+        if host_name_problem(name) is None:
+            return name.rstrip(".")
+    return None
 
 
 def _dns_reason(exc: Exception, lookup: Lookup) -> str:
+    """A DNS failure in words; the look-ups run on a share of the budget (``lookup.deadline``),
+    and a share spent means the DNS server did not answer in time."""
     if isinstance(exc, BudgetExhausted):
-        servers = ", ".join(lookup.resolver.nameservers) or "the resolver"  # type: ignore[arg-type]
-        port = lookup.resolver.port
-        where = servers if port == 53 else f"{servers} port {port}"
-        return f"DNS server {where} did not answer within {exc.budget:.1f}s ({exc.stage})"
+        return (f"DNS server {describe_nameservers(lookup.resolver)} did not answer within "
+                f"{exc.budget:.1f}s ({exc.stage})")
     return str(exc)
-
-

@@ -284,6 +284,12 @@ class SPFReport:
         """Whether there is one syntactically valid record to evaluate."""
         return self.record is not None
 
+    @property
+    def complete(self) -> bool:
+        """Whether every record of the tree could be read: when a DNS failure left part of it
+        unread, the look-up counts are lower bounds."""
+        return not any(f.code == "spf-temperror" for f in self.findings)
+
 
 class _Walker:
     def __init__(self, report: SPFReport, lookup: Lookup) -> None:
