@@ -21,6 +21,7 @@ from mailprobe.probes.dnsbl.lookup import (
     DnsblReport,
     Target,
     ZoneResult,
+    entry_query_name,
     plan,
 )
 from mailprobe.probes.dnsbl.zones import (
@@ -140,11 +141,16 @@ def test_query_names():
     assert Target.address("::ffff:192.0.2.1") == Target("192.0.2.1", IP, 4)
     assert Target.domain("Mail.Example.ORG.").query_name("dbl.x") == "mail.example.org.dbl.x"
     assert Target.domain("bücher.example").text == "xn--bcher-kva.example"
-    assert Target.address("192.0.2.1").test_name("bl.x") == "1.0.0.127.bl.x"
-    assert Target.domain("a.example").test_name("dbl.x") == "invalid.dbl.x"
+    plain, domains = Zone("bl.x"), Zone("dbl.x", kind=DOMAIN)
+    assert entry_query_name(plain, plain.never_listed_entry) == "1.0.0.127.bl.x"
+    assert entry_query_name(plain, plain.listed_test_entry or "") == "2.0.0.127.bl.x"
+    assert entry_query_name(domains, domains.never_listed_entry) == "invalid.dbl.x"
+    assert entry_query_name(domains, domains.listed_test_entry or "") == "test.dbl.x"
+    assert entry_query_name(DBL, DBL.listed_test_entry or "") == "dbltest.com.dbl.spamhaus.org"
 
 
-@pytest.mark.parametrize("bad", ["", ".", "a..b", "x" * 64 + ".example"])
+@pytest.mark.parametrize("bad", ["", ".", "a..b", "x" * 64 + ".example", "a b.example",
+                                 "a\\.example", "@", "tab\there.example"])
 def test_bad_domains(bad):
     with pytest.raises(ValueError):
         Target.domain(bad)
@@ -201,9 +207,34 @@ def test_zone_spec():
     assert ZEN.weight == 2
     other = zone_spec("dbl.lab.test:domain:3")
     assert (other.host, other.kind, other.weight) == ("dbl.lab.test", DOMAIN, 3)
-    for bad in ("x", "bl.x:heavy", "bl.x:-1", "a/b.c"):
+    for bad in ("x", "bl.x:heavy", "bl.x:-1", "a/b.c", "bl.x:notest"):
         with pytest.raises(argparse.ArgumentTypeError):
             zone_spec(bad)
+
+
+def test_zone_spec_no_test_entry():
+    local = zone_spec("bl.local.test:no-test-entry:0.5")
+    assert (local.weight, local.listed_test_entry, local.never_listed_entry) == (
+        0.5, None, "127.0.0.1")
+    assert zone_spec("bl.local.test").listed_test_entry == "127.0.0.2"  # RFC 5782's, assumed
+    assert zone_spec("dbl.local.test:domain").listed_test_entry == "test"
+    dbl = zone_spec("dbl.spamhaus.org:no-test-entry")
+    assert dbl.listed_test_entry is None and DBL.listed_test_entry == "dbltest.com"
+    # a curated list asked as the other kind loses its documented test point, not the RFC's
+    assert zone_spec("dbl.spamhaus.org:ip").listed_test_entry == "127.0.0.2"
+
+
+def test_every_curated_zone_says_which_test_entry_it_lists():
+    for zone in KNOWN.values():
+        assert zone.test_point is not None, zone.host  # curated: never left to the default
+        assert zone.listed_test_entry, zone.host
+        if zone.kind == IP:
+            assert zone.listed_test_entry == "127.0.0.2"
+        else:
+            assert zone.listed_test_entry not in ("invalid", "")
+    assert (DBL.listed_test_entry, SURBL.listed_test_entry, URIBL.listed_test_entry) == (
+        "dbltest.com", "test.surbl.org", "test.uribl.com")
+    assert known_zone("k.zen.dq.spamhaus.net").listed_test_entry == "127.0.0.2"
 
 
 def parse(*argv: str) -> argparse.Namespace:
