@@ -196,3 +196,29 @@ def test_the_same_question_is_asked_once():
     assert outcomes[:3] == [["127.0.0.2"], None, ["127.0.0.2"]]
     assert isinstance(outcomes[3], dnsfanout.Failure) and outcomes[3].brief == "bad name"
     assert asked == ["1.0.0.127.bl.lab.test.", "2.0.0.127.bl.lab.test."]
+
+
+def test_system_nameservers_from_resolv_conf(tmp_path):
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("# comment\nsearch example.org\nnameserver 192.0.2.53\n"
+                    "nameserver fe80::1%eth0\nnameserver not-an-address\noptions rotate\n"
+                    "nameserver ::1\n")
+    assert dnsfanout.system_nameservers(str(conf)) == [
+        Nameserver("192.0.2.53"), Nameserver("fe80::1%eth0"), Nameserver("::1")]
+    conf.write_text("search example.org\n")
+    assert dnsfanout.system_nameservers(str(conf)) == [Nameserver("127.0.0.1")]
+    assert dnsfanout.system_nameservers(str(tmp_path / "missing")) == [Nameserver("127.0.0.1")]
+
+
+def test_check_dnsbl_does_not_import_dnspython():
+    """The point of the codec: a check_dnsbl run (its modules, a fan-out, the system resolver
+    list) loads no dnspython module, whose import cost a run about 40 ms of CPU."""
+    import subprocess
+    import sys
+
+    code = ("import sys, mailprobe.checks.dnsbl, mailprobe.net.dnsfanout as f\n"
+            "f.system_nameservers('/nonexistent')\n"
+            "print(sorted(m for m in sys.modules if m == 'dns' or m.startswith('dns.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

@@ -64,12 +64,28 @@ class _Question:
     errors: list[Failure] = field(default_factory=list)
 
 
-def system_nameservers() -> list[Nameserver]:
-    """The system resolver's addresses (only used when no --nameserver is given)."""
-    import dns.resolver  # only on this path: it is a heavy import
+RESOLV_CONF = "/etc/resolv.conf"
 
-    resolver = dns.resolver.Resolver()
-    return [Nameserver(str(ns), resolver.port) for ns in resolver.nameservers]
+
+def system_nameservers(path: str = RESOLV_CONF) -> list[Nameserver]:
+    """The system resolver's addresses (only used when no --nameserver is given): the
+    ``nameserver`` lines of resolv.conf, or 127.0.0.1 when it names none (as the C library
+    does). Read here rather than through dnspython, whose import costs a run about 40 ms."""
+    servers = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            lines = file.read().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        words = line.split()
+        if len(words) >= 2 and words[0] == "nameserver":
+            try:
+                ipaddress.ip_address(words[1].split("%", 1)[0])
+            except ValueError:
+                continue  # not an address: the C library skips it too
+            servers.append(Nameserver(words[1]))
+    return servers or [Nameserver("127.0.0.1")]
 
 
 def ask(questions: Sequence[tuple[str, str]], nameservers: Sequence[Nameserver] | None,
