@@ -10,7 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailprobe.checks.dnsbl import build_parser, select_zones, summarize, zone_spec
+from mailprobe.checks.dnsbl import (
+    build_parser,
+    no_jobs_reason,
+    select_zones,
+    summarize,
+    zone_spec,
+)
 from mailprobe.checks.plugin import UsageError
 from mailprobe.probes.dnsbl.decode import AnswerError, decode_answer, decode_answers
 from mailprobe.probes.dnsbl.lookup import (
@@ -20,6 +26,7 @@ from mailprobe.probes.dnsbl.lookup import (
     LISTED,
     DnsblReport,
     Target,
+    Unchecked,
     ZoneResult,
     entry_query_name,
     plan,
@@ -266,6 +273,25 @@ def test_summarize_orders_listed_first_and_names_failures():
         "192.0.2.1 not listed on 1 of 2 lists; 1 list could not be checked (two.test)")
     assert report.weight == 1
     assert len(report.failed) == 2 and len(report.checked) == 2
+
+
+def test_what_was_not_checked_is_always_named():
+    """Parts of -H not checked close the status line, also when nothing else was asked or no
+    list answered."""
+    a = Target.address("192.0.2.1")
+    aaaa = Unchecked("long", "mail.example AAAA could not be looked up (SERVFAIL): IPv6 not "
+                             "checked")
+    report = DnsblReport("mail.example", [a], [Zone("one.test")],
+                         [_result(a, Zone("one.test"), FAILED, "timed out")], unchecked=[aaaa])
+    assert summarize(report) == ("mail.example (192.0.2.1): could not check any list (one.test "
+                                 "timed out); " + aaaa.brief)
+    six = Target.address("2001:db8::1")
+    nothing = DnsblReport("mail.example", [six], [KNOWN["bl.spamcop.net"]], [],
+                          skipped=[(six, KNOWN["bl.spamcop.net"], "no IPv6")],
+                          unchecked=[Unchecked("long", "mail.example A ...: IPv4 not checked")])
+    assert no_jobs_reason(nothing) == ("none of the selected lists lists IPv6 addresses: "
+                                       "nothing was checked; mail.example A ...: IPv4 not "
+                                       "checked")
 
 
 def test_pydnsbl_catalogue_becomes_zones_without_dead_lists():

@@ -292,8 +292,11 @@ class DnsblContext(nagiosplugin.Context):
 
 def no_jobs_reason(report: DnsblReport) -> str:
     if report.skipped:
-        return "none of the selected lists lists IPv6 addresses: nothing was checked"
-    return "no selected list matches the targets (IP lists for -H, domain lists for --mail-domain)"
+        why = "none of the selected lists lists IPv6 addresses: nothing was checked"
+    else:
+        why = ("no selected list matches the targets (IP lists for -H, domain lists for "
+               "--mail-domain)")
+    return "; ".join([why, *(u.brief for u in report.unchecked)])
 
 
 def _plural(count: int, word: str) -> str:

@@ -60,7 +60,6 @@ class _Question:
     tries: int = 0
     next_send: float = 0.0
     sent_to: set[tuple[str, int]] = field(default_factory=set)
-    last_server: Nameserver | None = None
     errors: list[Failure] = field(default_factory=list)
 
 
@@ -185,7 +184,6 @@ class _FanOut:
         question.tries += 1
         question.next_send = time.monotonic() + self.per_try
         self.next_timer = min(self.next_timer, question.next_send, question.until)
-        question.last_server = server
         question.sent_to.add((self.addresses[server], server.port))
         try:
             self._socket(server).sendto(question.wire, (server.address, server.port))
@@ -234,15 +232,16 @@ class _FanOut:
             question.errors.append(Failure(mismatch, "unusable answer"))
             return  # keep waiting for the real answer
         if message.truncated:
-            whole = self._over_tcp(question)
+            whole = self._over_tcp(question, source)
             if whole is None:
                 return
             message = whole
         self._conclude(question, message)
 
-    def _over_tcp(self, question: _Question) -> dnswire.Message | None:
-        """The whole answer over TCP (the UDP one was truncated); None after a failure."""
-        server = question.last_server or self.servers[0]
+    def _over_tcp(self, question: _Question, source: tuple[str, int]) -> dnswire.Message | None:
+        """The whole answer over TCP from the server whose UDP answer was truncated (``source``);
+        None after a failure."""
+        server = next(s for s in self.servers if (self.addresses[s], s.port) == source)
         try:
             message = _tcp_exchange(server, question.wire, question.until)
         except EOFError:
