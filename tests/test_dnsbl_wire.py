@@ -222,3 +222,22 @@ def test_check_dnsbl_does_not_import_dnspython():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_question_wanted_only_if_another_finds_records():
+    """A TXT reason is dropped (not waited for) when its A question finds nothing, and waited
+    for (here: until its timeout) when the A question finds a listing."""
+    from lab.dnsd import DNSBehaviour, Fault, ScriptedDNSServer
+
+    records = "2.0.0.127.bl.lab.test. A 127.0.0.2"
+    faults = {"bl.lab.test": Fault(silent=True, rdtypes=("TXT",))}
+    with ScriptedDNSServer(DNSBehaviour(records, faults=faults)) as server:
+        transcript: list[str] = []
+        outcomes = dnsfanout.ask(
+            [("9.9.9.9.bl.lab.test", "A"), ("9.9.9.9.bl.lab.test", "TXT"),
+             ("2.0.0.127.bl.lab.test", "A"), ("2.0.0.127.bl.lab.test", "TXT")],
+            [Nameserver.parse(server.nameserver)], Deadline(5), timeout=1, per_try=1,
+            transcript=transcript, wanted_if_found={1: 0, 3: 2})
+    assert outcomes[:3] == [None, None, ["127.0.0.2"]]
+    assert isinstance(outcomes[3], dnsfanout.Failure) and outcomes[3].brief == "timed out"
+    assert any(line.startswith("9.9.9.9.bl.lab.test TXT -> not waited for") for line in transcript)

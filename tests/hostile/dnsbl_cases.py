@@ -125,6 +125,14 @@ DNSBL_CASES: tuple[DnsblCase, ...] = (
          "the test entries in one round",
          Expect(WARNING, r"192\.0\.2\.10 listed on 1 of 1 list", ("-H", "192.0.2.10", "-v"),
                 detail=r"DNS quer(y|ies) in one round"), fault=Fault(delay=0.5)),
+    case("txt-never-answered", "12", "the list answers A but never TXT: a clean answer does "
+         "not wait for its TXT, a listing is reported without its reason",
+         (Expect(OK, CLEAN, ("-vvv",), detail=r"99\.2\.0\.192\.bl\.lab\.test TXT -> not waited "
+                 r"for"),
+          Expect(WARNING, r"192\.0\.2\.10 listed on 1 of 1 list", ("-H", "192.0.2.10", *QUICK),
+                 3, detail=r"LISTED on bl\.lab\.test \(weight 1\): return code 127\.0\.0\.4: "
+                           r"listed$")),
+         faults={"bl.lab.test": Fault(silent=True, rdtypes=("TXT",))}),
     # -- item 3: a dual-stack mailer whose one family cannot be looked up ----------------
     case("aaaa-servfail", "3", "-H mx.lab.test: A answers, AAAA gets SERVFAIL",
          (Expect(UNKNOWN, r"mx\.lab\.test \(192\.0\.2\.20\): 192\.0\.2\.20 not listed on 1 list;"

@@ -73,9 +73,8 @@ Default lists curated {CURATED}; docs/check_dnsbl.md has the table.
 NO_TEST_ENTRY = "no-test-entry"
 
 
-
 def _zone_spec(text: str) -> Zone:
-    """Parse ``NAME[:WEIGHT][:ip|domain]`` (also space- or comma-separated)."""
+    """Parse ``NAME[:WEIGHT][:ip|domain][:no-test-entry]`` (also space- or comma-separated)."""
     tokens = text.replace(",", " ").replace(":", " ").split()
     if not tokens:
         raise argparse.ArgumentTypeError("empty zone")

@@ -5,7 +5,9 @@ event loop and a resolver object per question, every question is written to one 
 UDP socket per address family and the answers are matched back; a selector waits for whichever
 comes first. Each question is retransmitted (to the next nameserver, if several) after
 ``per_try`` seconds and given up at its own ``until``; the check's deadline bounds everything.
-A truncated answer is asked again over TCP. The same question asked twice is sent once.
+A truncated answer is asked again over TCP. The same question asked twice is sent once. A
+question can be wanted only if another one finds records (a listing's TXT reason): when that
+one ends with nothing, the first is no longer waited for.
 
 A reply is taken as the answer to a question only when it is one, as dnspython checks it: it
 comes from the address *and port* the question was sent to, carries the question's id, has the
@@ -26,7 +28,7 @@ import os
 import selectors
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mailprobe.net import dnswire
@@ -48,7 +50,7 @@ class Failure:
 Outcome = list[str] | None | Failure
 
 
-@dataclass
+@dataclass(eq=False)
 class _Question:
     indexes: list[int]  # where its outcome goes in the caller's list (a question is asked once)
     qname: dnswire.Name
@@ -61,6 +63,9 @@ class _Question:
     next_send: float = 0.0
     sent_to: set[tuple[str, int]] = field(default_factory=set)
     errors: list[Failure] = field(default_factory=list)
+    done: bool = False
+    parents: list[_Question] = field(default_factory=list)  # wanted only if one finds records
+    dependents: list[_Question] = field(default_factory=list)
 
 
 RESOLV_CONF = "/etc/resolv.conf"
@@ -89,12 +94,15 @@ def system_nameservers(path: str = RESOLV_CONF) -> list[Nameserver]:
 
 def ask(questions: Sequence[tuple[str, str]], nameservers: Sequence[Nameserver] | None,
         deadline: Deadline, *, timeout: float, per_try: float, max_in_flight: int = 200,
-        transcript: list[str] | None = None,
-        durations: list[float] | None = None) -> list[Outcome]:
+        transcript: list[str] | None = None, durations: list[float] | None = None,
+        wanted_if_found: Mapping[int, int] | None = None) -> list[Outcome]:
     """Ask every (qname, rdtype) question; one outcome per question, in order.
 
     Each question gets ``timeout`` seconds from the moment it is first sent, and nothing
     outlives ``deadline``. ``durations``, when given, receives the seconds each question took.
+    ``wanted_if_found`` maps the index of a question to the index of the question whose records
+    it is about: when that one ends without records, the first is dropped (outcome None, no
+    longer waited for; not sent at all if it had not been yet).
     """
     servers = list(nameservers or system_nameservers())
     if not servers:
@@ -103,7 +111,7 @@ def ask(questions: Sequence[tuple[str, str]], nameservers: Sequence[Nameserver] 
         return [Failure("no resolver is configured", "no resolver")] * len(questions)
     fanout = _FanOut(servers, deadline, timeout, per_try, max_in_flight,
                      transcript if transcript is not None else [])
-    outcomes = fanout.run(questions)
+    outcomes = fanout.run(questions, wanted_if_found or {})
     if durations is not None:
         durations.extend(fanout.durations)
     return outcomes
@@ -126,15 +134,18 @@ class _FanOut:
         self.outcomes: list[Outcome] = []
         self.durations: list[float] = []
 
-    def run(self, questions: Sequence[tuple[str, str]]) -> list[Outcome]:
+    def run(self, questions: Sequence[tuple[str, str]],
+            wanted_if_found: Mapping[int, int]) -> list[Outcome]:
         self.outcomes = [Failure("not asked", "not asked")] * len(questions)
         self.durations = [0.0] * len(questions)
-        waiting = self._unique(questions)
+        waiting = self._unique(questions, wanted_if_found)
         waiting.reverse()  # pop() from the end keeps the order of the questions
         try:
             while waiting or self.in_flight:
                 while waiting and len(self.in_flight) < self.max_in_flight:
-                    self._start(waiting.pop())
+                    question = waiting.pop()
+                    if not question.done:  # else dropped before it was sent
+                        self._start(question)
                 if self.deadline.expired():
                     break
                 self._wait_and_read()
@@ -144,12 +155,17 @@ class _FanOut:
                 sock.close()
             self.selector.close()
         for question in [*self.in_flight.values(), *waiting]:
-            self._finish(question, Failure("the check's time budget (-t) ran out", "timed out"))
+            if not question.done:
+                self._finish(question, Failure("the check's time budget (-t) ran out",
+                                               "timed out"))
         return self.outcomes
 
-    def _unique(self, questions: Sequence[tuple[str, str]]) -> list[_Question]:
-        """One :class:`_Question` per distinct question; bad names fail at once."""
+    def _unique(self, questions: Sequence[tuple[str, str]],
+                wanted_if_found: Mapping[int, int]) -> list[_Question]:
+        """One :class:`_Question` per distinct question, linked to the questions it depends on;
+        bad names fail at once."""
         unique: dict[tuple[dnswire.Name, int], _Question] = {}
+        by_index: dict[int, _Question] = {}
         for index, (qname, rdtype) in enumerate(questions):
             try:
                 name = dnswire.to_name(qname)
@@ -162,6 +178,15 @@ class _FanOut:
                 unique[key].indexes.append(index)
             else:
                 unique[key] = _Question([index], name, key[1])
+            by_index[index] = unique[key]
+        for question in unique.values():
+            parents = [by_index.get(wanted_if_found.get(i, -1)) for i in question.indexes]
+            if all(parent is not None and parent is not question for parent in parents):
+                # wanted only for the records of others (never for its own sake)
+                for parent in parents:
+                    if parent is not None and all(p is not parent for p in question.parents):
+                        question.parents.append(parent)
+                        parent.dependents.append(question)
         return list(unique.values())
 
     # -- sending ------------------------------------------------------------------------
@@ -296,20 +321,33 @@ class _FanOut:
                 self._send(question)
             self.next_timer = min(self.next_timer, question.next_send, question.until)
 
-    def _finish(self, question: _Question, outcome: Outcome) -> None:
+    def _finish(self, question: _Question, outcome: Outcome, note: str = "") -> None:
+        question.done = True
         self.in_flight.pop(question.query_id, None)
         took = (time.monotonic() - question.started) if question.started else 0.0
         for index in question.indexes:
             self.outcomes[index] = outcome
             self.durations[index] = took
-        if isinstance(outcome, Failure):
+        if note:
+            text = note
+        elif isinstance(outcome, Failure):
             text = f"failed: {outcome.brief}"
         else:
             text = " ".join(outcome) if outcome else "NXDOMAIN/NODATA"
-        self.transcript.append(f"{dnswire.name_text(question.qname)} "
-                               f"{dnswire.type_name(question.rdtype)} -> {text} "
-                               f"({took * 1000:.0f} ms, {question.tries} sent)")
+        if question.tries:
+            self.transcript.append(f"{dnswire.name_text(question.qname)} "
+                                   f"{dnswire.type_name(question.rdtype)} -> {text} "
+                                   f"({took * 1000:.0f} ms, {question.tries} sent)")
+        for dependent in question.dependents:
+            if not dependent.done and all(p.done and not _found(p, self.outcomes)
+                                          for p in dependent.parents):
+                self._finish(dependent, None, "not waited for (nothing found for it)")
 
+
+def _found(question: _Question, outcomes: list[Outcome]) -> bool:
+    """Whether ``question`` ended with records."""
+    outcome = outcomes[question.indexes[0]]
+    return isinstance(outcome, list) and bool(outcome)
 
 def _mismatch(message: dnswire.Message, question: _Question) -> str | None:
     """Why ``message`` is not the answer to ``question`` (None when it is)."""

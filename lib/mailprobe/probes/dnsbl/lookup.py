@@ -271,10 +271,15 @@ def probe(targets: Sequence[Target], zones: Sequence[Zone], deadline: Deadline, 
     names = [target.query_name(zone.host) for target, zone in jobs]
     tests = _test_questions(asked) if sanity else []
     txt_now = want_txt and 2 * len(jobs) + len(tests) <= MAX_CONCURRENCY
-    questions = ([(n, "A") for n in names] + [(n, "TXT") for n in names if txt_now]
-                 + [question for _, _, question in tests])
+    # A questions first, then the test entries, then the TXT reasons, each wanted only if its A
+    # question finds records: a clean answer does not wait for its TXT.
+    questions = ([(n, "A") for n in names] + [question for _, _, question in tests]
+                 + [(n, "TXT") for n in names if txt_now])
+    first_txt = len(jobs) + len(tests)
     durations: list[float] = []
-    answers = ask(questions, durations=durations) if questions else []
+    answers = ask(questions, durations=durations,
+                  wanted_if_found={first_txt + i: i for i in range(len(jobs)) if txt_now}
+                  ) if questions else []
     report = DnsblReport(host, list(targets), list(zones), [], skipped,
                          transcript=transcript, unchecked=list(unchecked),
                          rounds=1 if questions else 0)
@@ -282,8 +287,8 @@ def probe(targets: Sequence[Target], zones: Sequence[Zone], deadline: Deadline, 
                       for job, outcome in zip(jobs, answers[:len(jobs)], strict=True)]
     for result, seconds in zip(report.results, durations[:len(jobs)], strict=True):
         result.seconds = seconds
-    txts = iter(answers[len(jobs):2 * len(jobs)] if txt_now else [])
-    _apply_tests(report, tests, answers[len(questions) - len(tests):])
+    txts = iter(answers[first_txt:] if txt_now else [])
+    _apply_tests(report, tests, answers[len(jobs):first_txt])
     listed = [r for r in report.results if r.status == LISTED]
     if want_txt and not txt_now and listed:
         txts = iter(ask([(r.target.query_name(r.zone.host), "TXT") for r in listed]))
