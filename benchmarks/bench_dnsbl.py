@@ -4,8 +4,12 @@
 Set-up (inside a private network namespace): rbldnsd serves 50 zones (each lists RFC 5782's
 127.0.0.2, three of them also list 192.0.2.66); a delaying forwarder on 127.0.0.1:53 holds every
 query for --delay-ms before passing it to rbldnsd. Both tools ask that forwarder for the same
-address on the same 50 zones. Cases: a clean address (one round of queries) and a listed one
-(check_dnsbl then also asks TXT reasons and the RFC 5782 sanity entry; check_rbl does not).
+address on the same 50 zones. Cases: a clean address and one listed on 3 zones. check_dnsbl
+asks, in one round, each zone's A and TXT for the address and its two RFC 5782 test entries
+(127.0.0.2 must be listed, 127.0.0.1 must not): 200 queries; check_rbl asks the 50 A questions.
+
+Goals (issue 12): check_dnsbl at least 2x faster than check_rbl with its defaults, and not slower
+than ``check_rbl --workers 50``, in both cases.
 """
 
 from __future__ import annotations
@@ -101,6 +105,9 @@ def measure(rounds: int, delay: float, nameserver: str) -> dict:
                               "maxrss_kb": s.median("maxrss_kb"), "spread": s.spread("wall"),
                               "sample": s.runs[-1].first_line}
                        for name, s in series.items()}
+        # not timed: what check_dnsbl asked, in how many rounds (its -v count line)
+        verbose = common.run(ours(address, nameserver, "-v")).stdout.splitlines()
+        cases[case]["check_dnsbl"]["queries"] = verbose[-1] if verbose else ""
     return cases
 
 
@@ -111,6 +118,7 @@ def report(cases: dict, args: object, delay: float) -> None:
         bare = figures["python -c pass"]["wall"]
         ours_wall = figures["check_dnsbl"]["wall"]
         goal = 1.5 * (bare + delay)
+        rbl, rbl50 = figures["check_rbl"]["wall"], figures["check_rbl --workers 50"]["wall"]
         rows = []
         for name, f in figures.items():
             lo, hi = f["spread"]
@@ -123,10 +131,11 @@ def report(cases: dict, args: object, delay: float) -> None:
                   f"goal 1: check_dnsbl {common.ms(ours_wall)} <= 1.5 x (interpreter "
                   f"{common.ms(bare)} + {common.ms(delay)}) = {common.ms(goal)}: "
                   f"{'met' if ours_wall <= goal else 'NOT met'}",
-                  f"goal 2: check_rbl / check_dnsbl = "
-                  f"{figures['check_rbl']['wall'] / ours_wall:.2f} (default workers), "
-                  f"{figures['check_rbl --workers 50']['wall'] / ours_wall:.2f} (--workers 50)"
-                  f" (goal >= 2)",
+                  f"goal 2: check_rbl / check_dnsbl = {rbl / ours_wall:.2f} (default workers, "
+                  f"goal >= 2: {'met' if rbl >= 2 * ours_wall else 'NOT met'}), "
+                  f"{rbl50 / ours_wall:.2f} (--workers 50, goal >= 1: "
+                  f"{'met' if rbl50 >= ours_wall else 'NOT met'})",
+                  f"  check_dnsbl -v: {figures['check_dnsbl'].get('queries', '')}",
                   *(f"  {name}: {f['sample']}" for name, f in figures.items() if f["sample"])]
     text = "\n".join(lines)
     print(text)

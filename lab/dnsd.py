@@ -3,7 +3,8 @@
 Real servers (Knot, rbldnsd) answer correctly; this one exists for what they never do on
 request: never answer, SERVFAIL/REFUSED, truncated UDP answers that need TCP, answers with the
 wrong query id, garbage, delays, CNAME loops, huge answers, answers outside 127/8 for DNSBL
-names. It is an authoritative-style server for whatever records it is given (no recursion).
+names, the query reflected back (QR clear), UDP answers from another port or address. It is an
+authoritative-style server for whatever records it is given (no recursion).
 
 Usage::
 
@@ -19,8 +20,9 @@ Usage::
 
 Records are lines ``NAME [TTL] TYPE RDATA`` with absolute names (a trailing dot is optional);
 ``*.`` names are wildcards. A :class:`Fault` changes how the queries for one name (and every
-name below it) are answered; ``DNSBehaviour.fault`` applies to every other name. For anything
-else, subclass :class:`DNSBehaviour` and override :meth:`DNSBehaviour.respond`.
+name below it) are answered, of every type or only of the types in its ``rdtypes``;
+``DNSBehaviour.fault`` applies to every other name. For anything else, subclass
+:class:`DNSBehaviour` and override :meth:`DNSBehaviour.respond`.
 """
 
 from __future__ import annotations
@@ -60,7 +62,11 @@ class Fault:
     garbage: bool = False  # answer random bytes instead of a DNS message
     delay: float = 0.0  # seconds before answering
     wrong_name: bool = False  # answer records for another name than the one asked
-    rdtypes: tuple[str, ...] = ()  # only for these query types ("MX", ...); empty: every type
+    reflect: bool = False  # send the query back as it came, QR clear (a reflecting box, a loop);
+    #                        with ``truncate``, only over TCP
+    other_port: bool = False  # UDP answers come from another port of the server's address
+    other_address: str = ""  # UDP answers come from this (loopback) address, same port if free
+    rdtypes: tuple[str, ...] = ()  # the fault applies to these query types only (empty: all)
 
 
 def parse_records(text: str) -> dict[tuple[dns.name.Name, int], dns.rrset.RRset]:
@@ -117,7 +123,11 @@ class DNSBehaviour:
                 continue
             if qname.is_subdomain(name) and (best is None or len(name) > best[0]):
                 best = (len(name), fault)
-        return best[1] if best else self.fault
+        chosen = best[1] if best else self.fault
+        if chosen.rdtypes and rdtype is not None \
+                and dns.rdatatype.to_text(rdtype) not in chosen.rdtypes:
+            return Fault()
+        return chosen
 
     def respond(self, query: dns.message.Message, tcp: bool) -> dns.message.Message | bytes | None:
         """The answer to one query (None: say nothing). Applies the fault for its name."""
@@ -128,6 +138,8 @@ class DNSBehaviour:
             return None
         if fault.garbage:
             return os.urandom(3) + b"\x00garbage, not DNS\x00" + os.urandom(8)
+        if fault.reflect and (tcp or not fault.truncate):
+            return query
         response = dns.message.make_response(query)
         response.flags |= dns.flags.AA
         if fault.rcode:
@@ -225,6 +237,7 @@ class ScriptedDNSServer:
         self._tcp: socket.socket | None = None
         self._threads: list[threading.Thread] = []
         self._conns: list[socket.socket] = []
+        self._senders: dict[tuple[str, bool], socket.socket] = {}  # other_address/other_port
 
     @property
     def nameserver(self) -> str:
@@ -262,7 +275,7 @@ class ScriptedDNSServer:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
-        for sock in (self._udp, self._tcp, *list(self._conns)):
+        for sock in (self._udp, self._tcp, *list(self._conns), *self._senders.values()):
             if sock is not None:
                 with contextlib.suppress(OSError):
                     sock.close()
@@ -318,12 +331,31 @@ class ScriptedDNSServer:
             answer, fault = self._handle(wire, tcp=False)
             if answer is None:
                 continue
+            sender = self._sender(fault) or udp
             if fault.delay:
-                threading.Thread(target=self._later, args=(fault.delay, udp, answer, peer),
+                threading.Thread(target=self._later, args=(fault.delay, sender, answer, peer),
                                  daemon=True).start()
                 continue
             with contextlib.suppress(OSError):
-                udp.sendto(answer, peer)
+                sender.sendto(answer, peer)
+
+    def _sender(self, fault: Fault) -> socket.socket | None:
+        """The socket a UDP answer leaves from when the fault wants another address or port
+        (None: the server's own socket)."""
+        if not (fault.other_address or fault.other_port):
+            return None
+        key = (fault.other_address, fault.other_port)
+        if key not in self._senders:
+            host = fault.other_address or self.host
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            port = 0 if fault.other_port else self.port
+            try:
+                sock.bind((host, port))
+            except OSError:
+                sock.bind((host, 0))
+            self._senders[key] = sock
+        return self._senders[key]
 
     def _later(self, delay: float, udp: socket.socket, answer: bytes, peer: object) -> None:
         if not self._stopping.wait(delay):

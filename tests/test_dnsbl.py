@@ -50,9 +50,9 @@ def test_one_listing_is_warning_with_txt_and_code(dnsbl):
 
 
 def test_two_listings_are_critical(dnsbl):
-    run = dnsbl("-H", "127.0.0.2", *zones("bl.lab.test", "bl2.lab.test", "clean.lab.test"))
+    run = dnsbl("-H", "192.0.2.10", *zones("bl.lab.test", "bl2.lab.test", "clean.lab.test"))
     assert run.returncode == CRITICAL, run.stdout
-    assert run.summary == ("DNSBL CRITICAL - 127.0.0.2 listed on 2 of 3 lists "
+    assert run.summary == ("DNSBL CRITICAL - 192.0.2.10 listed on 2 of 3 lists "
                            "(bl.lab.test, bl2.lab.test)")
     assert run.perf_value("listed") == 2
     assert run.perfdata["weight"] == "2;0;1;0"
@@ -77,9 +77,9 @@ def test_weight_and_thresholds(dnsbl):
 
 
 def test_spamhaus_public_resolver_answer_is_not_a_listing(dnsbl):
-    run = dnsbl("-H", "127.0.0.2", *zones("err.lab.test", "clean.lab.test"))
+    run = dnsbl("-H", "192.0.2.99", *zones("err.lab.test", "clean.lab.test"))
     assert run.returncode == UNKNOWN, run.stdout
-    assert run.summary == ("DNSBL UNKNOWN - 127.0.0.2 not listed on 1 of 2 lists; "
+    assert run.summary == ("DNSBL UNKNOWN - 192.0.2.99 not listed on 1 of 2 lists; "
                            "1 list could not be checked (err.lab.test)")
     assert run.perf_value("listed") == 0
     assert run.perf_value("failed") == 1
@@ -89,10 +89,10 @@ def test_spamhaus_public_resolver_answer_is_not_a_listing(dnsbl):
 
 
 def test_error_state_option(dnsbl):
-    run = dnsbl("-H", "127.0.0.2", *zones("err.lab.test", "clean.lab.test"),
+    run = dnsbl("-H", "192.0.2.99", *zones("err.lab.test", "clean.lab.test"),
                 "--error-state", "warning")
     assert run.returncode == WARNING
-    assert run.summary.startswith("DNSBL WARNING - 127.0.0.2 not listed on 1 of 2 lists")
+    assert run.summary.startswith("DNSBL WARNING - 192.0.2.99 not listed on 1 of 2 lists")
 
 
 def test_answer_outside_loopback_is_an_error(dnsbl):
@@ -112,7 +112,7 @@ def test_list_that_lists_everything_is_caught(dnsbl):
 
 
 def test_refused_zone_is_could_not_check(dnsbl):
-    run = dnsbl("-H", "127.0.0.2", *zones("unserved.example.net", "clean.lab.test"))
+    run = dnsbl("-H", "192.0.2.99", *zones("unserved.example.net", "clean.lab.test"))
     assert run.returncode == UNKNOWN
     assert run.summary.endswith("1 list could not be checked (unserved.example.net)")
     assert "the resolver REFUSED the query" in run.stdout
@@ -128,11 +128,11 @@ def test_every_zone_failed_is_unknown(dnsbl):
 
 
 def test_never_answering_zone_finishes_within_timeout(dnsbl):
-    run = dnsbl("-t", "3", "--query-timeout", "10", "-H", "127.0.0.2",
+    run = dnsbl("-t", "3", "--query-timeout", "10", "-H", "192.0.2.10",
                 *zones("dead.lab.test", "bl.lab.test", "clean.lab.test"))
     assert run.seconds < 3 + 1, run.seconds
     assert run.returncode == UNKNOWN, run.stdout  # UNKNOWN outranks a WARNING listing
-    assert run.summary == ("DNSBL UNKNOWN - 127.0.0.2 listed on 1 of 3 lists (bl.lab.test); "
+    assert run.summary == ("DNSBL UNKNOWN - 192.0.2.10 listed on 1 of 3 lists (bl.lab.test); "
                            "1 list could not be checked (dead.lab.test)")
     assert run.perf_value("failed") == 1
     assert run.perf_value("listed") == 1
@@ -169,7 +169,7 @@ def test_host_name_checks_every_address(dnsbl):
     run = dnsbl("-H", "mail.hosts.test", *zones("bl.lab.test", "clean.lab.test"))
     assert run.returncode == WARNING, run.stdout
     assert run.summary.startswith("DNSBL WARNING - mail.hosts.test (")
-    assert "127.0.0.2 listed on 1 of 2 lists (bl.lab.test); 192.0.2.20 not listed on 2 lists" \
+    assert "192.0.2.10 listed on 1 of 2 lists (bl.lab.test); 192.0.2.20 not listed on 2 lists" \
         in run.summary
     assert run.perf_value("checked") == 4
 
@@ -291,6 +291,8 @@ def test_verbose_levels(dnsbl):
     assert "  10.2.0.192.bl.lab.test A -> 127.0.0.4 (" in transcript.stdout
     assert "  10.2.0.192.bl.lab.test TXT -> Exploited host 192.0.2.10" in transcript.stdout
     assert "  1.0.0.127.bl.lab.test A -> NXDOMAIN/NODATA (" in transcript.stdout
+    assert "  2.0.0.127.bl.lab.test A -> 127.0.0.2 (" in transcript.stdout
+    assert "  2.0.0.127.clean.lab.test A -> 127.0.0.2 (" in transcript.stdout
     assert "  10.2.0.192.clean.lab.test A -> NXDOMAIN/NODATA (" in transcript.stdout
 
 
@@ -359,3 +361,90 @@ def test_each_answer_is_timed(rbldnsd_lab):
                    Deadline(5), nameservers=[Nameserver.parse(rbldnsd_lab.nameserver)])
     assert [r.status for r in report.results] == ["clean", "clean"]
     assert all(0 < r.seconds < 5 for r in report.results)
+
+
+# -- issue 12: no false verdicts ---------------------------------------------------------------
+
+def test_list_without_its_test_entry_is_never_clean(dnsbl):
+    """A real rbldnsd serving a zone that lists nothing, not even RFC 5782's 127.0.0.2: what a
+    dead list, or a resolver answering NXDOMAIN for everything, looks like."""
+    run = dnsbl("-H", "192.0.2.99", *zones("notest.lab.test", "clean.lab.test"))
+    assert run.returncode == UNKNOWN, run.stdout
+    assert run.summary == ("DNSBL UNKNOWN - 192.0.2.99 not listed on 1 of 2 lists; "
+                           "1 list could not be checked (notest.lab.test)")
+    [line] = run.long_output
+    assert line.startswith("192.0.2.99 could not be checked on notest.lab.test (error answer): "
+                           "the list does not list its RFC 5782 test entry 127.0.0.2")
+    alone = dnsbl("-H", "192.0.2.99", *zones("notest.lab.test"))
+    assert alone.summary == ("DNSBL UNKNOWN - could not check any list (notest.lab.test test "
+                             "entry not listed)")
+
+
+def test_zone_option_no_test_entry(dnsbl):
+    run = dnsbl("-v", "-H", "192.0.2.99", "--zone", "notest.lab.test:no-test-entry")
+    assert run.returncode == OK, run.stdout
+    assert "notest.lab.test RFC 5782 test entries: 127.0.0.1 not listed" in run.long_output
+    unchecked = dnsbl("-H", "192.0.2.99", *zones("notest.lab.test"), "--no-sanity-check")
+    assert unchecked.returncode == OK
+
+
+def test_domain_lists_test_points(dnsbl):
+    """Each domain list is asked the test point it documents (Spamhaus dbltest.com, SURBL
+    test.surbl.org), or RFC 5782's TEST."""
+    run = dnsbl("-v", "--mail-domain", "good.example", "--zone", "dbl.spamhaus.org",
+                "--zone", "multi.surbl.org", "--zone", "dbl.lab.test:domain")
+    assert run.returncode == OK, run.stdout
+    assert "dbl.spamhaus.org RFC 5782 test entries: dbltest.com answered 127.0.1.2, INVALID " \
+           "not listed" in run.long_output
+    assert "multi.surbl.org RFC 5782 test entries: test.surbl.org answered 127.0.0.254, " \
+           "INVALID not listed" in run.long_output
+    assert "dbl.lab.test RFC 5782 test entries: TEST answered 127.0.1.2, INVALID not listed" \
+        in run.long_output
+    dead = dnsbl("--mail-domain", "good.example", "--zone", "notest.lab.test:domain")
+    assert dead.returncode == UNKNOWN
+    assert "test entry not listed" in dead.summary
+
+
+def test_listing_reason_and_test_entries_in_one_round(dnsbl):
+    run = dnsbl("-v", "-H", "192.0.2.10", *zones("bl.lab.test", "clean.lab.test"))
+    assert run.returncode == WARNING, run.stdout
+    assert "reason: Exploited host 192.0.2.10" in run.stdout
+    assert run.long_output[-1].startswith("2 questions to 2 lists for 1 target: 8 DNS queries "
+                                          "in one round, ")
+
+
+def test_fleet_asks_the_reasons_of_its_listings_after(dnsbl, tmp_path):
+    hosts = tmp_path / "mailers"
+    hosts.write_text("192.0.2.10\n" + "\n".join(f"198.18.1.{n}" for n in range(1, 120)) + "\n")
+    run = dnsbl("-v", "--hosts", str(hosts), *zones("bl.lab.test"))
+    assert run.returncode == WARNING, run.stdout
+    assert "reason: Exploited host 192.0.2.10" in run.stdout
+    assert run.long_output[-1].startswith("120 questions to 1 list for 120 targets: 123 DNS "
+                                          "queries in 2 rounds, ")
+
+
+@pytest.mark.parametrize(("host", "summary"), [
+    ("sinkhole.hosts.test", "DNSBL UNKNOWN - sinkhole.hosts.test A answered 0.0.0.0, which "
+                            "cannot be a mail server (the unspecified address: connecting to "
+                            "it reaches this host, not the target): a bad DNS answer; it has no "
+                            "AAAA address; nothing was checked"),
+    ("group.hosts.test", "DNSBL UNKNOWN - group.hosts.test A answered 224.0.0.1, which cannot "
+                         "be a mail server (a multicast address): a bad DNS answer; it has no "
+                         "AAAA address; nothing was checked"),
+    ("half.hosts.test", "DNSBL UNKNOWN - half.hosts.test (192.0.2.20): 192.0.2.20 not listed "
+                        "on 1 list; half.hosts.test A answered 0.0.0.0: bad DNS answer, not "
+                        "checked"),
+])
+def test_host_name_answering_unusable_addresses(dnsbl, host, summary):
+    run = dnsbl("-H", host, *zones("clean.lab.test"))
+    assert run.returncode == UNKNOWN, run.stdout
+    assert run.summary == summary
+
+
+def test_unusable_address_in_hosts_file_is_a_bad_option(dnsbl, tmp_path):
+    hosts = tmp_path / "mailers"
+    hosts.write_text("192.0.2.10\n0.0.0.0\n")
+    run = dnsbl("--hosts", str(hosts), *zones("bl.lab.test"))
+    assert run.returncode == UNKNOWN
+    assert run.status_line.startswith("DNSBL UNKNOWN - bad option: --hosts ")
+    assert "line 2: 0.0.0.0 cannot be a mail server (the unspecified address" in run.status_line

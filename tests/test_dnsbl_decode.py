@@ -10,7 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailprobe.checks.dnsbl import build_parser, select_zones, summarize, zone_spec
+from mailprobe.checks.dnsbl import (
+    build_parser,
+    no_jobs_reason,
+    select_zones,
+    summarize,
+    zone_spec,
+)
 from mailprobe.checks.plugin import UsageError
 from mailprobe.probes.dnsbl.decode import AnswerError, decode_answer, decode_answers
 from mailprobe.probes.dnsbl.lookup import (
@@ -20,7 +26,9 @@ from mailprobe.probes.dnsbl.lookup import (
     LISTED,
     DnsblReport,
     Target,
+    Unchecked,
     ZoneResult,
+    entry_query_name,
     plan,
 )
 from mailprobe.probes.dnsbl.zones import (
@@ -140,11 +148,16 @@ def test_query_names():
     assert Target.address("::ffff:192.0.2.1") == Target("192.0.2.1", IP, 4)
     assert Target.domain("Mail.Example.ORG.").query_name("dbl.x") == "mail.example.org.dbl.x"
     assert Target.domain("bücher.example").text == "xn--bcher-kva.example"
-    assert Target.address("192.0.2.1").test_name("bl.x") == "1.0.0.127.bl.x"
-    assert Target.domain("a.example").test_name("dbl.x") == "invalid.dbl.x"
+    plain, domains = Zone("bl.x"), Zone("dbl.x", kind=DOMAIN)
+    assert entry_query_name(plain, plain.never_listed_entry) == "1.0.0.127.bl.x"
+    assert entry_query_name(plain, plain.listed_test_entry or "") == "2.0.0.127.bl.x"
+    assert entry_query_name(domains, domains.never_listed_entry) == "invalid.dbl.x"
+    assert entry_query_name(domains, domains.listed_test_entry or "") == "test.dbl.x"
+    assert entry_query_name(DBL, DBL.listed_test_entry or "") == "dbltest.com.dbl.spamhaus.org"
 
 
-@pytest.mark.parametrize("bad", ["", ".", "a..b", "x" * 64 + ".example"])
+@pytest.mark.parametrize("bad", ["", ".", "a..b", "x" * 64 + ".example", "a b.example",
+                                 "a\\.example", "@", "tab\there.example"])
 def test_bad_domains(bad):
     with pytest.raises(ValueError):
         Target.domain(bad)
@@ -201,9 +214,34 @@ def test_zone_spec():
     assert ZEN.weight == 2
     other = zone_spec("dbl.lab.test:domain:3")
     assert (other.host, other.kind, other.weight) == ("dbl.lab.test", DOMAIN, 3)
-    for bad in ("x", "bl.x:heavy", "bl.x:-1", "a/b.c"):
+    for bad in ("x", "bl.x:heavy", "bl.x:-1", "a/b.c", "bl.x:notest"):
         with pytest.raises(argparse.ArgumentTypeError):
             zone_spec(bad)
+
+
+def test_zone_spec_no_test_entry():
+    local = zone_spec("bl.local.test:no-test-entry:0.5")
+    assert (local.weight, local.listed_test_entry, local.never_listed_entry) == (
+        0.5, None, "127.0.0.1")
+    assert zone_spec("bl.local.test").listed_test_entry == "127.0.0.2"  # RFC 5782's, assumed
+    assert zone_spec("dbl.local.test:domain").listed_test_entry == "test"
+    dbl = zone_spec("dbl.spamhaus.org:no-test-entry")
+    assert dbl.listed_test_entry is None and DBL.listed_test_entry == "dbltest.com"
+    # a curated list asked as the other kind loses its documented test point, not the RFC's
+    assert zone_spec("dbl.spamhaus.org:ip").listed_test_entry == "127.0.0.2"
+
+
+def test_every_curated_zone_says_which_test_entry_it_lists():
+    for zone in KNOWN.values():
+        assert zone.test_point is not None, zone.host  # curated: never left to the default
+        assert zone.listed_test_entry, zone.host
+        if zone.kind == IP:
+            assert zone.listed_test_entry == "127.0.0.2"
+        else:
+            assert zone.listed_test_entry not in ("invalid", "")
+    assert (DBL.listed_test_entry, SURBL.listed_test_entry, URIBL.listed_test_entry) == (
+        "dbltest.com", "test.surbl.org", "test.uribl.com")
+    assert known_zone("k.zen.dq.spamhaus.net").listed_test_entry == "127.0.0.2"
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -235,6 +273,25 @@ def test_summarize_orders_listed_first_and_names_failures():
         "192.0.2.1 not listed on 1 of 2 lists; 1 list could not be checked (two.test)")
     assert report.weight == 1
     assert len(report.failed) == 2 and len(report.checked) == 2
+
+
+def test_what_was_not_checked_is_always_named():
+    """Parts of -H not checked close the status line, also when nothing else was asked or no
+    list answered."""
+    a = Target.address("192.0.2.1")
+    aaaa = Unchecked("long", "mail.example AAAA could not be looked up (SERVFAIL): IPv6 not "
+                             "checked")
+    report = DnsblReport("mail.example", [a], [Zone("one.test")],
+                         [_result(a, Zone("one.test"), FAILED, "timed out")], unchecked=[aaaa])
+    assert summarize(report) == ("mail.example (192.0.2.1): could not check any list (one.test "
+                                 "timed out); " + aaaa.brief)
+    six = Target.address("2001:db8::1")
+    nothing = DnsblReport("mail.example", [six], [KNOWN["bl.spamcop.net"]], [],
+                          skipped=[(six, KNOWN["bl.spamcop.net"], "no IPv6")],
+                          unchecked=[Unchecked("long", "mail.example A ...: IPv4 not checked")])
+    assert no_jobs_reason(nothing) == ("none of the selected lists lists IPv6 addresses: "
+                                       "nothing was checked; mail.example A ...: IPv4 not "
+                                       "checked")
 
 
 def test_pydnsbl_catalogue_becomes_zones_without_dead_lists():

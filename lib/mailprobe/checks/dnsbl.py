@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import nagiosplugin
 
@@ -21,6 +20,7 @@ from mailprobe.checks.plugin import (
     run,
     severity,
 )
+from mailprobe.net.addresses import unusable_reason
 from mailprobe.net.deadline import Deadline
 from mailprobe.net.dns import is_ip_address
 from mailprobe.probes.dnsbl.lookup import (
@@ -29,6 +29,7 @@ from mailprobe.probes.dnsbl.lookup import (
     DnsblReport,
     HostLookupError,
     Target,
+    Unchecked,
     probe,
     resolve_host,
 )
@@ -57,17 +58,23 @@ and DBL) and compared with -w/-c (Nagios ranges; the defaults -w 0 -c 1 mean WAR
 weight 1, CRITICAL from weight 2). A list that answers with an error code (e.g. Spamhaus
 127.255.255.254, or anything outside 127.0.0.0/8) or gives no usable answer (timeout,
 SERVFAIL, REFUSED) "could not be checked": UNKNOWN by default (--error-state, --failed-state),
-never clean and never listed; if no list could be checked the result is UNKNOWN.
+never clean and never listed; if no list could be checked the result is UNKNOWN. So is a list
+whose RFC 5782 test entry (127.0.0.2, TEST, or the list's documented test point) is not listed:
+the resolver answers NXDOMAIN for everything or the list is dead. Addresses of -H that could
+not be looked up (a failed A or AAAA look-up, a bad DNS answer like 0.0.0.0) make it UNKNOWN.
 Precedence: CRITICAL > UNKNOWN > WARNING > OK.
 
-Zone syntax (--zone, --add-zone, --list lines): NAME[:WEIGHT][:ip|domain], e.g.
-zen.spamhaus.org, bl.example.org:0.5, dbl.example.org:domain (in files, spaces also separate).
+Zone syntax (--zone, --add-zone, --list lines): NAME[:WEIGHT][:ip|domain][:no-test-entry], e.g.
+zen.spamhaus.org, bl.example.org:0.5, dbl.example.org:domain (in files, spaces also separate);
+no-test-entry for a list without RFC 5782's test entry (its "not listed" is then taken as is).
 Default lists curated {CURATED}; docs/check_dnsbl.md has the table.
 """
 
+NO_TEST_ENTRY = "no-test-entry"
+
 
 def _zone_spec(text: str) -> Zone:
-    """Parse ``NAME[:WEIGHT][:ip|domain]`` (also space- or comma-separated)."""
+    """Parse ``NAME[:WEIGHT][:ip|domain][:no-test-entry]`` (also space- or comma-separated)."""
     tokens = text.replace(",", " ").replace(":", " ").split()
     if not tokens:
         raise argparse.ArgumentTypeError("empty zone")
@@ -76,26 +83,32 @@ def _zone_spec(text: str) -> Zone:
         raise argparse.ArgumentTypeError(f"bad zone {tokens[0]!r}: give a DNS zone name")
     weight: float | None = None
     kind: str | None = None
+    test_point: str | None = None
     for token in tokens[1:]:
         lowered = token.lower()
         if lowered in (IP, DOMAIN):
             kind = lowered
             continue
+        if lowered == NO_TEST_ENTRY:
+            test_point = ""
+            continue
         try:
             weight = float(token)
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"bad zone option {token!r} in {text!r}: give a weight or ip/domain") from None
+                f"bad zone option {token!r} in {text!r}: give a weight, ip/domain or "
+                f"{NO_TEST_ENTRY}") from None
         if not 0 <= weight <= 1000:
             raise argparse.ArgumentTypeError(f"bad weight {token!r}: give 0 to 1000")
     base = known_zone(name) or Zone(name)
-    return base.with_options(weight, kind)
+    return base.with_options(weight, kind, test_point)
 
 
 def _lines(option: str, path: str) -> list[tuple[int, str]]:
     """(line number, text) of a file's non-empty lines, '#' comments removed."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
     except (OSError, UnicodeError) as exc:
         raise UsageError(f"cannot read {option} {path}: {exc}") from exc
     found = []
@@ -112,6 +125,10 @@ def read_hosts(path: str) -> list[Target]:
     for number, line in _lines("--hosts", path):
         if not is_ip_address(line):
             raise UsageError(f"--hosts {path} line {number}: {line[:60]!r} is not an IP address")
+        why = unusable_reason(line)
+        if why:
+            raise UsageError(f"--hosts {path} line {number}: {line} cannot be a mail server "
+                             f"({why})")
         target = Target.address(line)
         if target not in targets:
             targets.append(target)
@@ -161,8 +178,11 @@ def select_zones(args: argparse.Namespace) -> list[Zone]:
     return list(by_name.values())
 
 
-def make_targets(args: argparse.Namespace, deadline: Deadline) -> list[Target]:
+def make_targets(args: argparse.Namespace, deadline: Deadline
+                 ) -> tuple[list[Target], list[Unchecked]]:
+    """The targets to check, and what of -H could not be checked (a family, a bad answer)."""
     targets: list[Target] = []
+    unchecked: list[Unchecked] = []
     if args.hostname:
         family = 4 if args.ipv4 else 6 if args.ipv6 else 0
         if is_ip_address(args.hostname):
@@ -172,17 +192,14 @@ def make_targets(args: argparse.Namespace, deadline: Deadline) -> list[Target]:
             targets.append(target)
         else:
             try:
-                addresses = resolve_host(args.hostname.rstrip("."), deadline, family=family,
-                                         nameservers=args.nameserver,
-                                         query_timeout=args.query_timeout)
+                found = resolve_host(args.hostname.rstrip("."), deadline, family=family,
+                                     nameservers=args.nameserver,
+                                     query_timeout=args.query_timeout)
             except HostLookupError as exc:
                 raise nagiosplugin.CheckError(str(exc)) from exc
-            if not addresses:
-                which = {4: "A", 6: "AAAA"}.get(family, "A or AAAA")
-                raise nagiosplugin.CheckError(
-                    f"{args.hostname} has no {which} address: nothing to check")
+            unchecked = found.unchecked
             seen = []
-            for address in addresses:
+            for address in found.addresses:
                 target = Target.address(address)
                 if target not in seen:
                     seen.append(target)
@@ -196,7 +213,7 @@ def make_targets(args: argparse.Namespace, deadline: Deadline) -> list[Target]:
             targets.append(Target.domain(domain))
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
-    return targets
+    return targets, unchecked
 
 
 class Dnsbl(nagiosplugin.Resource):
@@ -211,11 +228,11 @@ class Dnsbl(nagiosplugin.Resource):
 
     def probe(self) -> list[nagiosplugin.Metric]:
         started = time.monotonic()
-        targets = make_targets(self.args, self.deadline)
+        targets, unchecked = make_targets(self.args, self.deadline)
         self.report = report = probe(
             targets, self.zones, self.deadline, nameservers=self.args.nameserver,
             query_timeout=self.args.query_timeout, want_txt=not self.args.no_txt,
-            sanity=not self.args.no_sanity_check, host=self.args.hostname)
+            sanity=not self.args.no_sanity_check, host=self.args.hostname, unchecked=unchecked)
         report.seconds = time.monotonic() - started  # with the resolution of -H
         total = len(report.results)
         return [
@@ -262,6 +279,8 @@ class DnsblContext(nagiosplugin.Context):
             state = max(state, self.error_state, key=severity)
         if report.by_status(FAILED):
             state = max(state, self.failed_state, key=severity)
+        if report.unchecked:  # addresses of -H not checked: never OK, never only a warning
+            state = max(state, nagiosplugin.Unknown, key=severity)
         return self.result_cls(state, "", metric)
 
     def performance(self, metric: nagiosplugin.Metric,
@@ -272,8 +291,11 @@ class DnsblContext(nagiosplugin.Context):
 
 def no_jobs_reason(report: DnsblReport) -> str:
     if report.skipped:
-        return "none of the selected lists lists IPv6 addresses: nothing was checked"
-    return "no selected list matches the targets (IP lists for -H, domain lists for --mail-domain)"
+        why = "none of the selected lists lists IPv6 addresses: nothing was checked"
+    else:
+        why = ("no selected list matches the targets (IP lists for -H, domain lists for "
+               "--mail-domain)")
+    return "; ".join([why, *(u.brief for u in report.unchecked)])
 
 
 def _plural(count: int, word: str) -> str:
@@ -318,11 +340,13 @@ def summarize(report: DnsblReport) -> str:
         names = sorted({r.zone.host for r in failed})
         if not report.checked:
             why = ", ".join(sorted({f"{r.zone.host} {r.brief}" for r in failed}))
-            return f"{prefix}could not check any list ({why})"
-        shown = ", ".join(names[:MAX_NAMED])
-        if len(names) > MAX_NAMED:
-            shown += f" and {len(names) - MAX_NAMED} more"
-        texts.append(f"{_plural(len(names), 'list')} could not be checked ({shown})")
+            texts = [f"could not check any list ({why})"]
+        else:
+            shown = ", ".join(names[:MAX_NAMED])
+            if len(names) > MAX_NAMED:
+                shown += f" and {len(names) - MAX_NAMED} more"
+            texts.append(f"{_plural(len(names), 'list')} could not be checked ({shown})")
+    texts.extend(u.brief for u in report.unchecked)
     return prefix + "; ".join(texts)
 
 
@@ -341,6 +365,7 @@ def long_output(report: DnsblReport, verbose: int, dead_left_out: Sequence[str] 
         kind = "error answer" if r.status == ERROR else "no usable answer"
         lines.append(f"{r.target.text} could not be checked on {r.zone.host} ({kind}): "
                      f"{r.reason}")
+    lines.extend(u.reason for u in report.unchecked)
     if verbose:
         for r in report.results:
             if r.status == "clean":
@@ -350,9 +375,14 @@ def long_output(report: DnsblReport, verbose: int, dead_left_out: Sequence[str] 
             lines.append(f"{name} (in pydnsbl's catalogue) not asked: {dead_reason(name)}")
         for target, zone, why in report.skipped:
             lines.append(f"{target.text} not asked on {zone.host}: {why}")
-        lines.append(f"{_plural(len(report.results), 'query')} to "
+        for host, said in report.test_entries.items():
+            lines.append(f"{host} RFC 5782 test entries: {said}")
+        rounds = {0: "no round", 1: "one round"}.get(report.rounds, f"{report.rounds} rounds")
+        lines.append(f"{_plural(len(report.results), 'question')} to "
                      f"{_plural(len(report.zones), 'list')} for "
-                     f"{_plural(len(report.targets), 'target')} in {report.seconds:.3f}s")
+                     f"{_plural(len(report.targets), 'target')}: "
+                     f"{_plural(report.queries, 'DNS query')} in {rounds}, "
+                     f"{report.seconds:.3f}s")
     if verbose >= 3:
         lines.append("DNS transcript:")
         lines.extend(f"  {line}" for line in report.transcript)
@@ -442,8 +472,10 @@ def build_parser() -> PluginArgumentParser:
     dns_group.add_argument("--no-txt", action="store_true",
                            help="do not look up the TXT reason of listings")
     dns_group.add_argument("--no-sanity-check", action="store_true",
-                           help="do not check that a list which lists the target does not "
-                           "also list RFC 5782's never-listed test entry")
+                           help="do not ask the lists' RFC 5782 test entries (127.0.0.2 or "
+                           "TEST must be listed, 127.0.0.1 or INVALID must not): a dead list "
+                           "or a resolver answering NXDOMAIN for everything then reads as "
+                           "clean")
     return parser
 
 
