@@ -29,6 +29,8 @@ MAILBOX_PRESETS: dict[str, dict[str, str]] = {
     # users that exist on this machine goes to /bin/true, never to /var/mail.
     "bounce_unknown": {"local_recipient_maps": "", "local_transport": "local",
                        "mailbox_command": "/bin/true"},
+    # Accepts any local part at RCPT and discards the mail (a catch-all that drops): no bounce.
+    "discard_unknown": {"local_recipient_maps": ""},
 }
 
 MAILBOX_SERVICES = (

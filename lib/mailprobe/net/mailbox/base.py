@@ -44,6 +44,7 @@ class Mailbox(ABC):
         self.url = url
         self.arrivals: dict[str, Arrival] = {}  # every token found so far
         self.watched = 0.0  # seconds from the last wait's ``since`` to its last complete look
+        self.note = ""  # how the last removal went, when not as asked (e.g. not expunged)
 
     def wait_for(self, tokens: Collection[str], deadline: Deadline, *, wait: float,
                  since: float | None = None) -> dict[str, Arrival]:
@@ -57,7 +58,7 @@ class Mailbox(ABC):
         since = time.monotonic() if since is None else since
         wanted = set(tokens)
         until = min(since + wait, deadline.expires)
-        while True:
+        while deadline.remaining() > 0:
             for reference, raw in self._new_messages(deadline):
                 for token in sorted(wanted - set(self.arrivals)):
                     if token.encode() in raw:

@@ -28,7 +28,6 @@ class IMAPMailbox(Mailbox):
 
     def __init__(self, url: MailboxURL, deadline: Deadline, *, cafile: str | None = None) -> None:
         super().__init__(url)
-        self.note = ""  # how the last removal went, when it could not expunge
         self._imap = self._connect(deadline, cafile)
         try:
             self._login(deadline)
