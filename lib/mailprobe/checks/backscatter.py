@@ -234,6 +234,9 @@ class BackscatterSummary(plugin.ProblemSummary):
             out.extend(self._proof_lines(proof, options))
         if report.error:
             out.append(f"note: {report.error}")
+        if resource.args.verbose >= 1:
+            out.append(f"cost: {report.connections} connection(s), {report.round_trips} SMTP "
+                       f"round trips, source {options.source_address or 'default'}")
         if resource.args.verbose >= 3:
             out.append("transcript (-> sent, <- received, ** event):")
             out.extend(resource.transcript.render())

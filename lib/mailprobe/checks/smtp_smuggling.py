@@ -23,6 +23,7 @@ from mailprobe.net.smtp import SMTPError, Transcript
 from mailprobe.probes.smuggling.advice import advice_for
 from mailprobe.probes.smuggling.catalogue import PIPELINING, SEQUENCES, EndSequence, select
 from mailprobe.probes.smuggling.runner import (
+    MAX_PARALLEL,
     RefusedAtBanner,
     ServiceDown,
     SmugglingOptions,
@@ -240,8 +241,9 @@ class SmugglingSummary(plugin.ProblemSummary):
         count = {o: sum(1 for r in report.results if r.outcome is o) for o in Outcome}
         text = ""
         if report.results:
-            text = (f"none of {len(report.results)} non-standard end-of-data sequences ends "
-                    f"DATA ({count[Outcome.CARRIED]} carried inside the message, "
+            plural = "s" if len(report.results) != 1 else ""
+            text = (f"none of {len(report.results)} non-standard end-of-data sequence{plural} "
+                    f"ends DATA ({count[Outcome.CARRIED]} carried inside the message, "
                     f"{count[Outcome.REFUSED]} refused)")
         pipelining = report.pipelining
         if pipelining is not None and pipelining.outcome in (PipeliningOutcome.ACCEPTED,
@@ -271,7 +273,8 @@ class SmugglingSummary(plugin.ProblemSummary):
         if flagged:
             out.extend(f"advice: {text}" for text in advice_for(report.mta))
         if resource.args.verbose >= 1:
-            out.append(f"cost: {report.connections} connections (up to 4 at once), wait "
+            out.append(f"cost: {report.connections} connections (up to {MAX_PARALLEL + 1} at "
+                       f"once), wait "
                        f"{options.wait:g}s after each sequence, source "
                        f"{options.source_address or 'default'}")
         if resource.args.verbose >= 3:

@@ -11,6 +11,7 @@ for a bounce carrying the message's token. A third party's address is never used
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass, field
 
 from mailprobe.findings import CRITICAL, OK, UNKNOWN, WARNING, Finding
@@ -68,6 +69,7 @@ class Proof:
     wait: float
     token: str = ""
     message: Reply | None = None  # the reply to the end of the test message (None: not sent)
+    sent_at: float = 0.0  # time.monotonic() when the server took it
     not_sent: str = ""  # why no message was sent
     bounce: Arrival | None = None
     watched: float = 0.0  # seconds the mailbox was watched after sending
@@ -85,6 +87,7 @@ class BackscatterReport:
     error: str = ""  # the RCPT test could not be completed
     proof: Proof | None = None
     connections: int = 0
+    round_trips: int = 0
     transcript: Transcript = field(default_factory=Transcript)
 
 
@@ -113,6 +116,7 @@ class BackscatterProbe:
             report.error = str(exc)
         finally:
             session.quit()
+            report.round_trips = session.round_trips
         if proof is not None and mailbox is not None and proof.message is not None \
                 and proof.message.positive:
             self._watch(proof, mailbox, keep)
@@ -179,13 +183,15 @@ class BackscatterProbe:
             session.send_raw(message.data(), "sending the test message")
             session.round_trips += 1
             proof.message = session.read_reply("waiting for the reply to the test message")
+            proof.sent_at = time.monotonic()
         except SMTPError as exc:
             proof.not_sent = f"the test message could not be sent: {exc}"
 
     def _watch(self, proof: Proof, mailbox: Mailbox, keep: bool) -> None:
         watch = Deadline(max(0.0, self.deadline.remaining() - REMOVE_RESERVE))
         try:
-            found = mailbox.wait_for([proof.token], watch, wait=proof.wait)
+            found = mailbox.wait_for([proof.token], watch, wait=proof.wait,
+                                     since=proof.sent_at or None)
             proof.watched = mailbox.watched
             proof.bounce = found.get(proof.token)
             if proof.bounce is not None and not keep:
@@ -218,9 +224,12 @@ def assess(report: BackscatterReport, accept_level: int = WARNING) -> list[Findi
             findings.append(Finding(WARNING, "unknown_user",
                                     f"defers unknown users with {unknown} instead of refusing "
                                     "them (5xx)"))
-        else:
+        elif unknown.permanent:
             findings.append(Finding(OK, "unknown_user",
                                     f"refuses unknown users at RCPT ({unknown})"))
+        else:
+            findings.append(Finding(UNKNOWN, "unknown_user",
+                                    f"inconclusive: RCPT TO an unknown user answered {unknown}"))
     if control is not None and not control.positive:
         findings.append(Finding(UNKNOWN, "control", f"inconclusive: the control recipient "
                                                     f"was not accepted ({control})"))

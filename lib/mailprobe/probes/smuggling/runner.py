@@ -40,6 +40,9 @@ from mailprobe.probes.testmail import ProbeMessage, new_token
 #: Connections open at once (each waits up to ``wait`` seconds for a reply).
 MAX_PARALLEL = 4
 PROPER_END = b"\r\n.\r\n"
+#: After the reply to our end of data: how long to listen for replies nobody asked for. A
+#: server that read the rest of our end as commands answers them right behind that reply.
+UNASKED_WAIT = 0.5
 
 # why a transaction could not be opened
 DOWN, BANNER, TRANSACTION = "down", "banner", "transaction"
@@ -325,7 +328,9 @@ class SmugglingRunner:
             wanted = reply.code == 354 if command == "DATA" else reply.positive
             if not wanted:
                 verb = command.split(":")[0]
-                raise _NotTested(f"{verb} refused: {reply} (see --recipient, --sender)",
+                expected = "354" if command == "DATA" else "2xx"
+                raise _NotTested(f"{verb} answered {reply}, not {expected} (see --recipient, "
+                                 "--sender)",
                                  TRANSACTION)
         if len(replies) < len(commands):
             raise _NotTested("the server stopped answering before DATA", TRANSACTION)
@@ -345,7 +350,14 @@ class SmugglingRunner:
         end = self._listen(session, patience)
         if not isinstance(end, Reply):
             return Observation(first, after_end=end)
-        return Observation(first, after_end=end, after_end_noop=self._noop(session, patience))
+        unasked = self._listen(session, min(wait, UNASKED_WAIT))
+        if unasked is not Silence.SILENT:
+            return Observation(first, after_end=end, after_end_unasked=unasked)
+        replies = [self._noop(session, patience)]
+        while isinstance(replies[-1], Reply) and replies[-1].code != 250 and len(replies) < 4:
+            replies.append(self._listen(session, patience))
+        return Observation(first, after_end=end, after_end_unasked=unasked,
+                           after_end_noop=tuple(replies))
 
     def _noop(self, session: SMTPSession, seconds: float) -> Heard:
         try:

@@ -7,11 +7,13 @@ After the message text and the sequence under test the runner waits a short time
   runner then sends NOOP: an answer means what follows the sequence is read as commands, so
   a smuggled transaction would run (ENDS_DATA as well); silence or a closed line is REFUSED.
 * a closed connection is REFUSED (the server drops such clients).
-* silence: the runner sends a proper <CRLF>.<CRLF>, then NOOP. A reply to the end of data
-  followed by NOOP's own 250 means the sequence travelled inside the message (CARRIED, or
-  REFUSED when the message was refused). Anything else in NOOP's place is a reply to the rest
-  of our end of data read as a command: the reply we took for the end of data belonged to the
-  sequence (a slow server), so DATA ended there (ENDS_DATA).
+* silence: the runner sends a proper <CRLF>.<CRLF>. When its reply is followed by more
+  replies nobody asked for, those answer the rest of our end of data read as commands: the
+  reply we took for the end of data belonged to the sequence (a slow server, or a sequence
+  our <CRLF> completed), so DATA ended there (ENDS_DATA). Otherwise the runner sends NOOP and
+  reads up to its 250: NOOP's own 250 first means the sequence travelled inside the message
+  (CARRIED, or REFUSED when the message was refused); other replies before the 250 are late
+  answers to our end of data (ENDS_DATA); no 250 at all leaves it UNDETERMINED.
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ class Observation:
     after_sequence: Heard
     after_noop: Heard | None = None  # a 4xx/5xx came right after the sequence: then NOOP
     after_end: Heard | None = None  # silence after the sequence: a proper end of data
-    after_end_noop: Heard | None = None  # ... then NOOP
+    after_end_unasked: Heard | None = None  # what came after that reply, before anything else
+    after_end_noop: tuple[Heard, ...] = ()  # then NOOP: the replies up to the first 250
 
 
 def heard(value: Heard | None) -> str:
@@ -73,25 +76,44 @@ def classify(seen: Observation) -> tuple[Outcome, str]:
         return Outcome.REFUSED, f"refused at the sequence: {first}"
     if first is Silence.CLOSED:
         return Outcome.REFUSED, "closed the connection at the sequence"
-    end, after = seen.after_end, seen.after_end_noop
+    end = seen.after_end
     if end is None:
         return Outcome.UNDETERMINED, "no reply to the sequence, and nothing more was tried"
     if end is Silence.SILENT:
         return Outcome.UNDETERMINED, "no reply to the sequence nor to a proper end of data"
     if end is Silence.CLOSED:
         return Outcome.REFUSED, "closed the connection at the end of data"
-    if isinstance(after, Reply) and after.code == 250:
+    return _after_the_end(end, seen)
+
+
+def _after_the_end(end: Reply, seen: Observation) -> tuple[Outcome, str]:
+    """The proper end of data was answered: was that reply really for it?"""
+    unasked = seen.after_end_unasked
+    if isinstance(unasked, Reply):  # more replies, nothing asked: our end was read as commands
+        return Outcome.ENDS_DATA, (f"the message ended before our own end of data: after "
+                                   f"{end} the rest of it was answered as a command "
+                                   f"({unasked})")
+    if unasked is Silence.CLOSED:
+        if end.positive:
+            return Outcome.UNDETERMINED, (f"the end of data was answered {end}, then the "
+                                          "connection was closed: where the message ended is "
+                                          "unknown")
+        return Outcome.REFUSED, f"refused the message with the sequence inside: {end}"
+    replies = [r for r in seen.after_end_noop if isinstance(r, Reply)]
+    if replies and replies[0].code == 250:
         if end.positive:
             return Outcome.CARRIED, (f"the sequence stayed inside the message (the proper "
                                      f"end of data was answered {end})")
         return Outcome.REFUSED, f"refused the message with the sequence inside: {end}"
-    if isinstance(after, Reply):
+    if any(r.code == 250 for r in replies):  # answers to the rest of our end came first
         return Outcome.ENDS_DATA, (f"the message ended before our own end of data: after "
-                                   f"{end} the rest of it was read as a command ({after})")
+                                   f"{end} the rest of it was answered as a command "
+                                   f"({replies[0]})")
     if not end.positive:
         return Outcome.REFUSED, f"refused the message with the sequence inside: {end}"
-    return Outcome.UNDETERMINED, (f"the end of data was answered {end}, then NOOP got "
-                                  f"{heard(after)}: where the message ended is unknown")
+    got = ", ".join(heard(r) for r in seen.after_end_noop) or "nothing"
+    return Outcome.UNDETERMINED, (f"the end of data was answered {end}, then NOOP got {got}: "
+                                  "where the message ended is unknown")
 
 
 class PipeliningOutcome(enum.Enum):
