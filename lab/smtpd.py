@@ -152,11 +152,11 @@ class Behaviour:
     command_limit_reply: ReplyValue = "421 4.7.0 Too many commands, closing connection"
     replies: Mapping[str, ReplyValue] = field(default_factory=dict)  # verb (or "*") -> reply
     line_end: str = "\r\n"  # what ends each reply line ("\n" for a sloppy server)
+    idle_timeout: float = 60.0  # close a connection silent for this long
     # A bare LF in message text: "line-end" ends a line there (so <LF>.<LF> ends DATA, as in
     # Postfix < 3.9); "close" drops the connection (Postfix 3.8.4's smtpd_forbid_bare_newline);
     # "reject" answers 550, ends DATA there and reads what follows as commands.
     data_bare_lf: str = "line-end"
-    idle_timeout: float = 60.0  # close a connection silent for this long
 
     # -- hooks ------------------------------------------------------------------------
     def greeting(self, session: Session) -> ReplyValue:
