@@ -208,3 +208,22 @@ def test_no_line_of_the_message_reads_as_an_smtp_command() -> None:
 def test_header_values_cannot_break_lines(field: str) -> None:
     with pytest.raises(ValueError, match="cannot go into a message header"):
         message(**{field: "x\r\nBcc: victim@example.net"}).lines()
+
+
+def test_a_bug_in_one_test_is_reported_not_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test runs in a thread: an exception there becomes an UNDETERMINED result."""
+    from mailprobe.net.deadline import Deadline
+    from mailprobe.probes.smuggling.runner import SmugglingOptions, SmugglingRunner
+
+    runner = SmugglingRunner(SmugglingOptions("127.0.0.1", 1, "probe.example", "a@b.example",
+                                              "a@b.example"), Deadline(5))
+
+    def broken(*args: object) -> None:
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(runner, "play_sequence", broken)
+    monkeypatch.setattr(runner, "play_pipelining", broken)
+    result = runner._play(BY_ID["lf-dot-lf"])
+    assert result.outcome is Outcome.UNDETERMINED
+    assert result.reason == "internal error: ZeroDivisionError: boom"
+    assert runner._play(PIPELINING).outcome is PipeliningOutcome.UNDETERMINED

@@ -176,9 +176,16 @@ class SmugglingRunner:
         return self.report
 
     def _play(self, job: Job) -> SequenceResult | PipeliningResult:
-        if isinstance(job, EndSequence):
-            return self.play_sequence(job)
-        return self.play_pipelining()
+        """One test; a bug in it becomes an undetermined result, not a lost thread."""
+        try:
+            if isinstance(job, EndSequence):
+                return self.play_sequence(job)
+            return self.play_pipelining()
+        except Exception as exc:  # the plugin contract: report, never crash a thread
+            text = f"internal error: {type(exc).__name__}: {exc}"
+            if isinstance(job, EndSequence):
+                return SequenceResult(job, Outcome.UNDETERMINED, text)
+            return PipeliningResult(PipeliningOutcome.UNDETERMINED, text)
 
     @staticmethod
     def _not_tried(job: Job, reason: str) -> SequenceResult | PipeliningResult:
