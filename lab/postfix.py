@@ -89,6 +89,16 @@ PRESETS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     "reject_all": ({"smtpd_relay_restrictions": "reject"}, {}),
     # Postfix's own default: 454 4.7.1 (temporary) for relay attempts.
     "defer": ({"smtpd_relay_restrictions": "permit_mynetworks, defer_unauth_destination"}, {}),
+    # SMTP smuggling (CVE-2023-51764), Postfix < 3.9's default: a bare <LF> ends a line, so
+    # <LF>.<LF>, <LF>.<CR><LF> and <CR><LF>.<LF> end DATA.
+    "bare_newline_default": ({"smtpd_forbid_bare_newline": "no"}, {}),
+    # The fix (3.7.9+): bare <LF> is no line end; no exclusions, so 127.0.0.1 is covered too.
+    "bare_newline_forbidden": ({"smtpd_forbid_bare_newline": "yes",
+                                "smtpd_forbid_bare_newline_exclusions": ""}, {}),
+    # The fix plus smtpd_forbid_unauth_pipelining: message text sent before the 354 is refused.
+    "smuggling_hardened": ({"smtpd_forbid_bare_newline": "yes",
+                            "smtpd_forbid_bare_newline_exclusions": "",
+                            "smtpd_forbid_unauth_pipelining": "yes"}, {}),
 }
 
 # The services a discard-only Postfix needs; no chroot, no smtp client, no pickup.

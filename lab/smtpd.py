@@ -154,6 +154,10 @@ class Behaviour:
     replies: Mapping[str, ReplyValue] = field(default_factory=dict)  # verb (or "*") -> reply
     line_end: str = "\r\n"  # what ends each reply line ("\n" for a sloppy server)
     idle_timeout: float = 60.0  # close a connection silent for this long
+    # A bare LF in message text: "line-end" ends a line there (so <LF>.<LF> ends DATA, as in
+    # Postfix < 3.9); "close" drops the connection (Postfix 3.8.4's smtpd_forbid_bare_newline);
+    # "reject" answers 550, ends DATA there and reads what follows as commands.
+    data_bare_lf: str = "line-end"
 
     # -- hooks ------------------------------------------------------------------------
     def greeting(self, session: Session) -> ReplyValue:
@@ -483,6 +487,15 @@ class Session:
         body: list[bytes] = []
         raw: bytes | None = first
         while raw is not None:
+            if (self.behaviour.data_bare_lf != "line-end" and raw.endswith(b"\n")
+                    and not raw.endswith(b"\r\n")):
+                self.in_data = False
+                if self.behaviour.data_bare_lf == "close":
+                    self.close()
+                    return
+                self.reset()
+                self.send("550 5.5.2 Error: bare <LF> received")
+                return
             if raw.rstrip(b"\r\n") == b".":
                 self.in_data = False
                 reply = self.behaviour.message(self, b"".join(body))

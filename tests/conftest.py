@@ -20,6 +20,7 @@ pytest_plugins = [
     "tests.fixtures.knot",
     "tests.fixtures.rbldnsd",
     "tests.fixtures.installed",
+    "tests.fixtures.mailbox",
 ]
 
 

@@ -27,8 +27,8 @@ CONTRIB = ROOT / "contrib" / "icinga"
 CONFIG_FILES = [CONTRIB / name for name in
                 ("commands.conf", "timeperiods.conf", "services.conf", "notifications.conf")]
 PLUGINS = {"open_relay": "open_relay", "dnsbl": "dnsbl", "banner_rdns": "banner_rdns",
-           "spf_mx": "spf_mx", "port_exposure": "port_exposure"}
-# (CheckCommand name -> mailprobe.checks module)
+           "spf_mx": "spf_mx", "port_exposure": "port_exposure", "backscatter": "backscatter",
+           "smtp_smuggling": "smtp_smuggling"}   # CheckCommand name -> mailprobe.checks module
 #: Options a CheckCommand leaves out on purpose (they print something and exit).
 NOT_ARGUMENTS = {"-h", "--help", "-V", "--version", "--list-tests"}
 
@@ -144,10 +144,11 @@ def test_icinga2_validates_the_contrib_config() -> None:
     finally:
         icinga.cleanup()
     assert result.ok, "\n".join(result.errors) or result.output
-    # 5 services over IPv4 (banner, dnsbl, spf/mx, relay daily + quarterly) + 3 over IPv6,
-    # each with a postmaster notification; nothing for the host without vars.mailer.
-    assert result.count("Services") == 8
-    assert result.count("Notifications") == 8
+    # 7 services over IPv4 (banner, dnsbl, spf/mx, relay daily + quarterly, backscatter,
+    # smuggling) + 3 over IPv6, each with a postmaster notification; nothing for the host
+    # without vars.mailer.
+    assert result.count("Services") == 10
+    assert result.count("Notifications") == 10
     assert result.count("TimePeriod") == 1
     assert result.count("NotificationCommand") == 1
 
@@ -170,7 +171,8 @@ apply Service "broken" { check_command = "no_such_command"; assign where host.va
 # --- a real icinga2 daemon: the command lines it builds, the time period it honours -------------
 
 FAKE_PLUGIN = """#!/bin/sh
-echo "FAKE OK - $*"
+password=${MAILPROBE_MAILBOX_PASSWORD:+ MAILPROBE_MAILBOX_PASSWORD=$MAILPROBE_MAILBOX_PASSWORD}
+echo "FAKE OK - $*$password"
 """
 
 ARGV_HOSTS = """
@@ -199,6 +201,16 @@ object Host "site-net" {
   vars.port_exposure_allow = [ "127.77.0.4", "mx.example.org" ]
   vars.port_exposure_netbios = true
   vars.mail_nameserver = "127.0.0.1:5353"
+}
+object Host "mx-proof" {
+  check_command = "dummy"
+  address = "127.0.0.4"
+  vars.mailer = true
+  vars.mail_domain = "example.org"
+  vars.mail_smuggling_test = false
+  vars.backscatter_bounce_to = "ops@example.net"
+  vars.backscatter_mailbox = "imaps://ops@imap.example.net/INBOX"
+  vars.backscatter_mailbox_password = "s3cret"
 }
 """
 
@@ -264,6 +276,17 @@ EXPECTED_ARGV = {
     ("mx-full", "mail-spf-mx"):
         "--mail-domain example.org --nameserver 127.0.0.1:5353 --source-address 127.0.0.2 "
         "-H 127.0.0.1 -p 2525 -t 30",
+    ("mx-full", "mail-backscatter"):
+        "--mail-domain example.org --nameserver 127.0.0.1:5353 --source-address 127.0.0.2 "
+        "-H 127.0.0.1 -p 2525 -t 90 -v",
+    ("mx-full", "mail-smtp-smuggling"):
+        "--mail-domain example.org --nameserver 127.0.0.1:5353 --source-address 127.0.0.2 "
+        "-H 127.0.0.1 -p 2525 -t 30 -v",
+    # the bounce proof, opted into by the host; its password only in the environment
+    ("mx-proof", "mail-backscatter"):
+        "--bounce-to ops@example.net --mail-domain example.org --mailbox "
+        "imaps://ops@imap.example.net/INBOX -H 127.0.0.4 -t 90 -v "
+        "MAILPROBE_MAILBOX_PASSWORD=s3cret",
     # no custom vars: only the address and the timeout
     ("mx-bare", "mail-open-relay"): "-H 127.0.0.3 -t 60 -v",
     ("mx-bare", "mail-dnsbl"): "-H 127.0.0.3 -t 30",

@@ -290,6 +290,14 @@ class SMTPSession:
         self.transcript.add("->", printable(data, 1000))
         self._sendall(data + CRLF, stage)
 
+    def send_raw(self, data: bytes, stage: str) -> None:
+        """Send bytes exactly as given, nothing added (message text, non-standard line ends).
+        The transcript shows them escaped (``\\r``, ``\\n``, ``\\x00``)."""
+        if self.sock is None:
+            raise Disconnected("not connected", stage)
+        self.transcript.add("->", printable(repr(data)[2:-1], 1000))
+        self._sendall(data, stage)
+
     def _sendall(self, data: bytes, stage: str) -> None:
         assert self.sock is not None
         try:
