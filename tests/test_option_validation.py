@@ -17,8 +17,12 @@ PLUGINS = {
     "check_dnsbl": ("DNSBL", ["-H", "192.0.2.10", "--zone", "bl.lab.test"]),
     "check_banner_rdns": ("BANNER_RDNS", ["-H", "127.0.0.1"]),
     "check_spf_mx": ("SPF_MX", ["--mail-domain", "lab.test"]),
+    "check_backscatter": ("BACKSCATTER", ["-H", "127.0.0.1", "--mail-domain", "lab.test"]),
+    "check_smtp_smuggling": ("SMTP_SMUGGLING", ["-H", "127.0.0.1", "--mail-domain", "lab.test"]),
+    "check_port_exposure": ("PORT_EXPOSURE", ["-H", "127.0.0.1"]),
 }
-WITH_PORT = ["check_open_relay", "check_banner_rdns", "check_spf_mx"]
+WITH_PORT = ["check_open_relay", "check_banner_rdns", "check_spf_mx", "check_backscatter",
+             "check_smtp_smuggling"]
 
 COMMON_BAD: list[tuple[str, list[str], str]] = [
     ("bad-warning-range", ["-w", "abc"], r"-w|warning|range"),

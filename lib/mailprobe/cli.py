@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mailprobe",
         description="Audit mail servers as a spammer, a blacklist operator and a receiving MTA "
                     "see them. The Nagios/Icinga plugins are separate commands (check_open_relay, "
-                    "check_dnsbl, check_banner_rdns, check_spf_mx).",
+                    "check_dnsbl, check_banner_rdns, check_spf_mx, check_port_exposure, "
+                    "check_backscatter, check_smtp_smuggling).",
         epilog="Run 'mailprobe COMMAND --help' for a command's options.")
     parser.add_argument("-V", "--version", action="version", version=f"mailprobe {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
