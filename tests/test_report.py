@@ -74,8 +74,8 @@ def test_open_relay_listed_with_matching_ptr(lab: AuditLab) -> None:
     assert re.search(r"^\[OK      \] Mail domain: MX, SPF, DMARC: relaylab.test: SPF pass for "
                      r"127.0.0.25, 2 MX hosts, DMARC p=reject", out, re.MULTILINE)
     assert "a loopback address (this machine): it has no location" in out
-    assert re.search(r"^\[SKIPPED \] Bounces \(backscatter\): not available in this build", out,
-                     re.MULTILINE)
+    assert re.search(r"^\[OK      \] Bounces \(backscatter\): refuses unknown users at RCPT "
+                     r"\(550 5\.1\.1 <mailprobe-nosuch-[0-9a-f]+@relaylab\.test>", out, re.MULTILINE)
     assert out.rstrip().endswith("Overall: CRITICAL (exit 2)")
 
 
@@ -119,7 +119,7 @@ def test_json_follows_the_documented_schema(lab: AuditLab) -> None:
     assert data["schema"] == "mailprobe-report/1" and data["state"] == "CRITICAL"
     mailer = data["mailers"][0]
     states = {s["key"]: s["state"] for s in mailer["sections"]}
-    assert states == {"relay": "CRITICAL", "backscatter": "SKIPPED", "dnsbl": "WARNING",
+    assert states == {"relay": "CRITICAL", "backscatter": "OK", "dnsbl": "WARNING",
                       "identity": "OK", "domain": "OK", "geoip": "OK", "exposure": "SKIPPED"}
     dnsbl = next(s for s in mailer["sections"] if s["key"] == "dnsbl")
     assert dnsbl["links"][0]["url"] == f"https://www.spamcop.net/bl.shtml?{OPEN_ADDRESS}"

@@ -208,7 +208,7 @@ def test_browser_type_host_press_enter_sections_fill_in(page: Page, browser: obj
         "background-color") == ORANGE
     assert identity.find_element(By.CSS_SELECTOR, badge).value_of_css_property(
         "background-color") == BLUE
-    assert "level-skipped" in section("backscatter").get_attribute("class")
+    assert "level-ok" in section("backscatter").get_attribute("class")  # refuses unknown users
     overall = driver.find_element(By.ID, "overall")  # type: ignore[attr-defined]
     assert overall.text == "CRITICAL"
     assert not driver.find_elements(By.CSS_SELECTOR, '[data-state="PENDING"]')  # type: ignore[attr-defined]

@@ -22,12 +22,12 @@ from mailprobe.audit.options import REPORT_MARGIN, AuditOptions, MailerTarget
 from mailprobe.audit.sections import (
     ORDER,
     TITLES,
+    backscatter,
     dnsbl,
     domain,
     exposure,
     geoip,
     identity,
-    pending,
     relay,
 )
 from mailprobe.findings import UNKNOWN, Finding
@@ -47,7 +47,7 @@ def adapters(geo: GeoDatabase | None) -> dict[str, Adapter]:
     """Section key -> its adapter (one probe each)."""
     return {
         "relay": relay.run,
-        "backscatter": pending.backscatter,
+        "backscatter": backscatter.run,
         "dnsbl": dnsbl.run,
         "identity": identity.run,
         "domain": domain.run,
