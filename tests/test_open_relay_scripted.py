@@ -37,12 +37,17 @@ class TarpitOneForm(Behaviour):
         return super().smtp_RCPT(session, argument)
 
 
-def test_one_slow_attempt_counts_as_refused_and_is_reported() -> None:
+def test_one_unanswered_attempt_is_not_judged_and_never_ok() -> None:
+    """A form the server never answers in time was not judged: UNKNOWN, not "refused"."""
     with ScriptedSMTPServer(TarpitOneForm()) as server:
         run = relay(server, "--command-timeout", "1", "--tests", "plain,bang-path,upper-case")
-    assert run.returncode == 0, run.stdout
-    assert "1 attempt(s) timed out after 1s (counted as refused)" in run.summary
-    assert any(line.startswith("[TIMEOUT] bang-path") for line in run.long_output)
+    assert run.returncode == 3, run.stdout
+    assert run.summary.startswith("OPEN_RELAY UNKNOWN - only 2 of 3 attempts could be played "
+                                  "(1 never answered within --command-timeout 1s)"), run.stdout
+    assert any(line.startswith("[TIMEOUT] bang-path: MAIL FROM:<relaytest@example.net> / "
+                               "RCPT TO:<example.net!relaytest>") for line in run.long_output)
+    assert [line.split(":")[0] for line in run.long_output if line.startswith("[REFUSED]")] \
+        == ["[REFUSED] plain", "[REFUSED] upper-case"]
 
 
 def test_slow_server_ends_within_the_budget_as_unknown() -> None:

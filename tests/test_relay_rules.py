@@ -17,7 +17,15 @@ from mailprobe.probes.relay.catalogue import (
     check_local_part,
     select,
 )
-from mailprobe.probes.relay.verdict import AttemptResult, Outcome, Tally, classify, classify_data
+from mailprobe.probes.relay.verdict import (
+    NOT_JUDGED,
+    NOT_RELAYED,
+    AttemptResult,
+    Outcome,
+    Tally,
+    classify,
+    classify_data,
+)
 
 TARGETS = Targets(ext="example.net", user="relaytest", dom="relaylab.test", ip="[127.0.0.1]")
 
@@ -131,6 +139,17 @@ def test_data_depth() -> None:
     assert classify_data(Reply(451))[0] is Outcome.REFUSED_AT_DATA
 
 
+@pytest.mark.parametrize("code", [250, 221, 334])
+def test_a_positive_reply_other_than_354_at_data_is_not_judged(code: int) -> None:
+    """Only 354 answers DATA: anything else positive is no proof of a relay."""
+    assert classify_data(Reply(code))[0] is Outcome.ERROR
+
+
+def test_unanswered_and_unplayed_attempts_are_never_counted_as_refused() -> None:
+    assert not NOT_RELAYED & NOT_JUDGED
+    assert {Outcome.TIMEOUT, Outcome.ERROR, Outcome.NOT_RUN} == NOT_JUDGED
+
+
 def test_tally_counts_each_outcome_once() -> None:
     attempt = CATALOGUE[0]
     results = [AttemptResult(attempt, outcome) for outcome in
@@ -139,4 +158,4 @@ def test_tally_counts_each_outcome_once() -> None:
     tally = Tally.of(results)
     assert (tally.attempts, tally.relayed, tally.tempfailed, tally.refused, tally.timeouts,
             tally.errors, tally.not_run) == (8, 1, 1, 3, 1, 1, 1)
-    assert tally.completed == 6
+    assert tally.judged == 5  # a timeout, an error and an attempt not run were not judged
