@@ -1,7 +1,9 @@
 """The catalogue of misbehaving SMTP servers, and the documented state of each plugin facing it.
 
 Every case is a scripted server (:mod:`lab.smtpd`) on loopback. ``relay`` is what
-check_open_relay must say (spoken from 127.0.0.2, ``--mail-domain lab.test``), ``rdns`` what
+check_open_relay must say (spoken from 127.0.0.2, ``--mail-domain lab.test``; a case whose
+``host`` is a name has a server on 127.0.0.1 and one on ::1, and is probed by that name, with
+its own scripted DNS when the DNS is the hostile part), ``rdns`` what
 check_banner_rdns must say (with a correct PTR/FCrDNS for the server's address served by the
 scripted DNS server, so only the SMTP side is hostile). Several :class:`Expect` for one plugin
 are played in order against the same server (e.g. greylisting: the second run differs).
@@ -513,8 +515,9 @@ SMTP_CASES: tuple[SMTPCase, ...] = (
          "is dropped", lambda: PipelineDropsRest(),
          relay=Expect(OK, r"0 of 2 relay attempts accepted",
                       (*TIMEOUT_1, "--tests", "plain,bang-path"), timeout=6,
-                      detail=r"note: the server's replies got out of step with the commands "
-                             r"\(no reply within 1s to pipelined commands\)")),
+                      detail=r"note: a pipelined batch went unanswered \(a tarpit, or a "
+                             r"server that drops pipelined commands\) \(no reply within 1s to "
+                             r"pipelined commands\)")),
     case("dies-mid-series-closed", "a closed server that dies after 12 commands",
          lambda: DiesAfter(12),
          # the reset meets the next connection at connect() or at the banner, as it happens

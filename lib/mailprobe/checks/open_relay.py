@@ -340,9 +340,14 @@ class OpenRelaySummary(plugin.ProblemSummary):
         text = super().problem(results)
         if not self.resource.several:
             return text
-        clean = [f"{run.address}: 0 of {len(run.report.results)} relay attempts accepted"
-                 for run in self.resource.runs if is_clean(run)]
-        return "; ".join([text, *clean])
+        clean: dict[int, list[str]] = {}  # attempts -> the clean addresses that played them
+        for run in self.resource.runs:
+            if is_clean(run):
+                clean.setdefault(len(run.report.results), []).append(run.address)
+        parts = [f"{', '.join(addresses)}: 0 of {attempts} relay attempts accepted"
+                 + (" each" if len(addresses) > 1 else "")
+                 for attempts, addresses in clean.items()]
+        return "; ".join([text, *parts])
 
     def verbose(self, results: nagiosplugin.Results) -> list[str]:
         out = list(self.resource.notes)

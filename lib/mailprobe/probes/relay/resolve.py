@@ -32,7 +32,8 @@ RECORD_TYPES = {4: "A", 6: "AAAA"}
 
 @dataclass
 class Resolution:
-    """The addresses to probe (IPv4 first), and why a family could not be looked up."""
+    """The addresses to probe (IPv4 first, each family in numeric order), and why a family
+    could not be looked up."""
 
     addresses: list[str]
     failures: dict[int, str] = field(default_factory=dict)  # 4 or 6 -> reason
@@ -121,11 +122,12 @@ def _ask_both(host: str, nameservers: list[Nameserver] | None,
 
 
 def _unique(addresses: list[str]) -> list[str]:
-    """Each address once, in order (an IPv4-mapped IPv6 address is its IPv4 address)."""
-    seen: dict[str, None] = {}
+    """Each address once (an IPv4-mapped IPv6 address is its IPv4 address), IPv4 first, in
+    numeric order: DNS answers come in any order, runs should not."""
+    unique: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = set()
     for text in addresses:
         ip = ipaddress.ip_address(text)
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
-        seen.setdefault(str(ip), None)
-    return list(seen)
+        unique.add(ip)
+    return [str(ip) for ip in sorted(unique, key=lambda ip: (ip.version, int(ip)))]

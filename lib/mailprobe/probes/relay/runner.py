@@ -109,7 +109,12 @@ class TLSUnavailable(Exception):
 
 class OutOfStep(Exception):
     """The server's replies cannot be matched to the commands sent: a reply no command asked
-    for, one that answers another command, or one that contradicts the reply before it."""
+    for, one that answers another command, or one that contradicts the reply before it; or
+    (``unanswered``) a pipelined batch whose replies stopped coming."""
+
+    def __init__(self, message: str, unanswered: bool = False) -> None:
+        super().__init__(message)
+        self.unanswered = unanswered
 
 
 def is_local_failure(exc: ConnectError) -> bool:
@@ -419,7 +424,10 @@ class RelayRunner:
             batch.append(attempt)
             cost, sender = cost + extra, mail
         rest = queue[len(batch):]
-        ends = spent or not rest or rest[0].greeting is not head.greeting
+        # the connection ends after the batch when the greeting changes, or when it will have
+        # used its error budget even if only the RCPTs are refused (as a closed server does)
+        used_up = spent and self.session_errors + len(batch) >= ERRORS_PER_CONNECTION
+        ends = used_up or not rest or rest[0].greeting is not head.greeting
         return batch, ends
 
     def _play_batch(self, batch: list[RelayAttempt], quit_after: bool) -> None:
@@ -468,7 +476,7 @@ class RelayRunner:
                     # a batch left unanswered: a tarpit, or a server dropping pipelined
                     # commands; playing command by command tells them apart
                     raise OutOfStep(f"no reply within {self.options.command_timeout:g}s to "
-                                    f"pipelined commands") from exc
+                                    f"pipelined commands", unanswered=True) from exc
             else:
                 self._nothing_unasked(f"before {kind}")
                 reply = session.command(line, stage)
@@ -612,9 +620,12 @@ class RelayRunner:
         self._drop()
         if not self.isolated:
             self.isolated = True
-            self.report.note(f"the server's replies got out of step with the commands ({exc}); "
-                             "what that connection showed was not judged, and every attempt "
-                             "from then on was played alone, one command at a time")
+            what = ("a pipelined batch went unanswered (a tarpit, or a server that drops "
+                    "pipelined commands)" if exc.unanswered
+                    else "the server's replies got out of step with the commands")
+            self.report.note(f"{what} ({exc}); what that connection showed was not judged, "
+                             "and every attempt from then on was played alone, one command at "
+                             "a time")
             self.queue = sorted({*self.queue, *suspects}, key=lambda a: self._order[a.id])
             return
         for attempt in suspects or self.queue[:1]:

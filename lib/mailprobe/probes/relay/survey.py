@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,6 +115,8 @@ def survey(addresses: list[str], make_options: Callable[[str], RelayOptions],
 
     if len(addresses) == 1:
         return [play(addresses[0])]
+    from concurrent.futures import ThreadPoolExecutor  # only a name with several addresses
+
     with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(addresses)),
                             thread_name_prefix="relay") as pool:
         return list(pool.map(play, addresses))
