@@ -12,9 +12,10 @@ Usage::
         assert srv.commands[0].startswith("EHLO")
 
 A :class:`Behaviour` holds the knobs (banner, delays, extensions, relay policy); subclass it and
-override :meth:`Behaviour.greeting`, :meth:`Behaviour.handle`, one ``smtp_<VERB>`` method or
-:meth:`Behaviour.message` for custom misbehaviour. Hooks get the connection's :class:`Session`,
-which can send raw bytes, sleep (interrupted by stop), and close.
+override :meth:`Behaviour.greeting`, :meth:`Behaviour.handle`, one ``smtp_<VERB>`` method,
+:meth:`Behaviour.tls_started` or :meth:`Behaviour.message` for custom misbehaviour. Hooks get
+the connection's :class:`Session`, which can send raw bytes, sleep (interrupted by stop), and
+close.
 
 Replies returned by hooks may be ``None`` (send nothing), ``str`` (one reply; CRLF added to each
 line, several lines allowed separated by ``\\n``), a list/tuple of lines, or ``bytes`` (sent
@@ -184,6 +185,10 @@ class Behaviour:
         if method is None:
             return "500 5.5.2 Error: command not recognized"
         return method(session, argument)
+
+    def tls_started(self, session: Session) -> ReplyValue:
+        """Sent right after a successful STARTTLS handshake, unasked (RFC 3207: nothing)."""
+        return None
 
     def message(self, session: Session, body: bytes) -> ReplyValue:
         """The reply after the final dot of DATA. The body is discarded."""
@@ -524,6 +529,7 @@ class Session:
         self.tls = True
         self.reset(helo=None, esmtp=False)
         self.helo = None
+        self.send(self.behaviour.tls_started(self))
 
 
 def reply_code(reply: ReplyValue) -> str:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 import pytest
 
+from lab.dnsd import DNSBehaviour, ScriptedDNSServer
+from lab.postfix import LAB_DOMAIN, free_port_on_all
+from lab.smtpd import Behaviour, RelayPolicy, ScriptedSMTPServer
 from mailprobe.probes.relay.catalogue import CATALOGUE
 from tests.conftest import PluginRun, run_plugin
 
@@ -201,3 +205,90 @@ def test_list_tests_prints_the_catalogue() -> None:
     run = run_plugin("check_open_relay", "--list-tests")
     assert run.returncode == 0
     assert len(run.stdout.splitlines()) == ALL + 2  # header + control + attempts
+
+
+# -- every address of a name (issue 12) ---------------------------------------------------------
+NOBODY_TRUSTED = {"mynetworks": "127.0.0.3/32"}  # the probe's default source is outside it
+DUAL_STACK = f"""
+mx.{LAB_DOMAIN}. A 127.0.0.1
+mx.{LAB_DOMAIN}. AAAA ::1
+"""
+
+
+@pytest.fixture(scope="module")
+def dual_stack_dns() -> Iterator[ScriptedDNSServer]:
+    """mx.relaylab.test: A 127.0.0.1, AAAA ::1."""
+    with ScriptedDNSServer(DNSBehaviour(DUAL_STACK)) as server:
+        yield server
+
+
+def by_name(port: int, dns: ScriptedDNSServer, *extra: str) -> PluginRun:
+    return run_plugin("check_open_relay", "-H", f"mx.{LAB_DOMAIN}", "-p", str(port),
+                      "--nameserver", dns.nameserver, "--mail-domain", LAB_DOMAIN, *extra)
+
+
+def test_a_relaying_ipv6_listener_beside_a_closed_postfix_is_critical(
+        postfix_factory, dual_stack_dns) -> None:
+    """A closed Postfix on 127.0.0.1 and, on the same port of ::1, a forgotten open relay: the
+    name is probed on both addresses and the IPv6 one is named (it used to be OK: only the
+    first IPv4 address was probed)."""
+    port = free_port_on_all(["127.0.0.1", "::1"])
+    postfix_factory("v4closed", NOBODY_TRUSTED, port=port)
+    with ScriptedSMTPServer(Behaviour(hostname=f"mx.{LAB_DOMAIN}", relay=RelayPolicy.open(),
+                                      local_domains=(LAB_DOMAIN,)), host="::1", port=port):
+        run = by_name(port, dual_stack_dns, "--tests", "plain,percent-hack-domain", "-v")
+        only_v4 = by_name(port, dual_stack_dns, "--tests", "plain,percent-hack-domain", "-4")
+    assert run.returncode == 2, run.stdout
+    assert run.summary == ("OPEN_RELAY CRITICAL - 2 of 4 relay attempts accepted (::1: plain, "
+                           "percent-hack-domain); 127.0.0.1: 0 of 2 relay attempts accepted")
+    assert run.perf_value("addresses") == 2
+    assert run.perf_value("attempts") == 4
+    sections = "\n".join(run.long_output)
+    assert "address 127.0.0.1:\nbanner: 220 mx.relaylab.test ESMTP Postfix" in sections
+    assert "address ::1:\nbanner: 220 mx.relaylab.test ESMTP mailprobe-lab" in sections
+    assert only_v4.returncode == 0, only_v4.stdout
+    assert only_v4.summary.startswith("OPEN_RELAY OK - 0 of 2 relay attempts accepted; control")
+
+
+def test_dual_stack_postfix_closed_on_both_addresses_is_ok(postfix_factory,
+                                                           dual_stack_dns) -> None:
+    port = free_port_on_all(["127.0.0.1", "::1"])
+    postfix_factory("dualclosed", NOBODY_TRUSTED, port=port, ipv6=True)
+    run = by_name(port, dual_stack_dns)
+    assert run.returncode == 0, run.stdout
+    assert run.summary == (f"OPEN_RELAY OK - 0 of {2 * ALL} relay attempts accepted on 2 "
+                           "addresses (127.0.0.1, ::1); control RCPT TO:<postmaster@relaylab.test> "
+                           "accepted on each")
+    assert run.perf_value("relayed") == 0
+    assert relayed_ids(run) == set()
+    assert not any("out of step" in line for line in run.long_output), run.stdout
+
+
+# -- a tarpit is not a refusal (issue 12) ------------------------------------------------------
+# An open relay that answers its own domain at once and makes every other recipient wait 3 s.
+TARPIT_OPEN = {"mynetworks": "0.0.0.0/0",
+               "smtpd_relay_restrictions": "check_recipient_access "
+               "texthash:${config_directory}/own_domain, sleep 3, permit_mynetworks, "
+               "reject_unauth_destination"}
+
+
+def test_a_tarpitting_open_postfix_is_not_ok_when_its_replies_never_come(postfix_factory) -> None:
+    server = postfix_factory("tarpit", TARPIT_OPEN, maps={"own_domain": f"{LAB_DOMAIN} OK\n"})
+    tests = ("--tests", "plain,percent-hack-domain", "-t", "30")
+    impatient = relay(server, *tests, "--command-timeout", "1")
+    patient = relay(server, *tests, "--command-timeout", "5")
+    assert impatient.returncode == 3, impatient.stdout
+    assert impatient.summary.startswith(
+        "OPEN_RELAY UNKNOWN - only 0 of 2 attempts could be played (2 never answered within "
+        "--command-timeout 1s)"), impatient.stdout
+    assert [line.split(":")[0] for line in impatient.long_output if line.startswith("[")] == [
+        "[ACCEPTED] control", "[TIMEOUT] plain", "[TIMEOUT] percent-hack-domain"]
+    assert patient.returncode == 2, patient.stdout
+    assert relayed_ids(patient) == {"plain", "percent-hack-domain"}
+
+
+def test_replies_of_a_real_postfix_are_never_out_of_step(postfix_closed, postfix_open) -> None:
+    for server in (postfix_closed, postfix_open):
+        run = relay(server, "-v")
+        assert not any("out of step" in line or "unasked" in line
+                       for line in run.long_output), run.stdout

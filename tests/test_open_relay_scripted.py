@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from pathlib import Path
 
 import pytest
 
+from lab.dnsd import DNSBehaviour, ScriptedDNSServer
+from lab.postfix import free_port_on_all
 from lab.smtpd import Behaviour, RelayPolicy, ScriptedSMTPServer, Session
 from mailprobe.probes.relay.catalogue import CATALOGUE
 from tests.conftest import PluginRun, run_plugin
@@ -37,12 +41,17 @@ class TarpitOneForm(Behaviour):
         return super().smtp_RCPT(session, argument)
 
 
-def test_one_slow_attempt_counts_as_refused_and_is_reported() -> None:
+def test_one_unanswered_attempt_is_not_judged_and_never_ok() -> None:
+    """A form the server never answers in time was not judged: UNKNOWN, not "refused"."""
     with ScriptedSMTPServer(TarpitOneForm()) as server:
         run = relay(server, "--command-timeout", "1", "--tests", "plain,bang-path,upper-case")
-    assert run.returncode == 0, run.stdout
-    assert "1 attempt(s) timed out after 1s (counted as refused)" in run.summary
-    assert any(line.startswith("[TIMEOUT] bang-path") for line in run.long_output)
+    assert run.returncode == 3, run.stdout
+    assert run.summary.startswith("OPEN_RELAY UNKNOWN - only 2 of 3 attempts could be played "
+                                  "(1 never answered within --command-timeout 1s)"), run.stdout
+    assert any(line.startswith("[TIMEOUT] bang-path: MAIL FROM:<relaytest@example.net> / "
+                               "RCPT TO:<example.net!relaytest>") for line in run.long_output)
+    assert [line.split(":")[0] for line in run.long_output if line.startswith("[REFUSED]")] \
+        == ["[REFUSED] plain", "[REFUSED] upper-case"]
 
 
 def test_slow_server_ends_within_the_budget_as_unknown() -> None:
@@ -110,3 +119,63 @@ def test_starttls_never_stays_in_clear() -> None:
         run = relay(server, "--starttls", "never", "--tests", "plain")
         assert not any(cmd.upper() == "STARTTLS" for cmd in server.commands)
     assert run.returncode == 0, run.stdout
+
+
+# -- the addresses of -H, and where the probe speaks from (issue 12) ---------------------------
+def dual_dns(records: str) -> ScriptedDNSServer:
+    return ScriptedDNSServer(DNSBehaviour(records))
+
+
+def test_an_address_of_the_other_family_than_source_address_is_not_tested() -> None:
+    """--source-address 127.0.0.2 cannot speak to ::1: said plainly, never OK, never 'down'."""
+    port = free_port_on_all(["127.0.0.1", "::1"])
+    with dual_dns("mx.lab.test. A 127.0.0.1\nmx.lab.test. AAAA ::1") as dns, \
+            ScriptedSMTPServer(Behaviour(), port=port), \
+            ScriptedSMTPServer(Behaviour(relay=RelayPolicy.open()), host="::1", port=port):
+        run = run_plugin("check_open_relay", "-H", "mx.lab.test", "-p", str(port),
+                         "--source-address", "127.0.0.2", "--mail-domain", "lab.test",
+                         "--nameserver", dns.nameserver, "--tests", "plain")
+    assert run.returncode == 3, run.stdout
+    assert run.summary == ("OPEN_RELAY UNKNOWN - ::1 not tested: --source-address 127.0.0.2 is "
+                           "an IPv4 address (use -4, and a second check with -6 and an IPv6 "
+                           "--source-address); 127.0.0.1: 0 of 1 relay attempts accepted")
+
+
+def test_an_address_literal_of_the_other_family_than_source_address_is_a_bad_option() -> None:
+    run = run_plugin("check_open_relay", "-H", "::1", "--source-address", "127.0.0.2")
+    assert run.returncode == 3
+    assert run.stdout == ("OPEN_RELAY UNKNOWN - bad option: --source-address 127.0.0.2 cannot "
+                          "speak to -H ::1: one is IPv4, the other IPv6\n")
+
+
+def test_a_source_address_this_host_does_not_have_is_not_a_service_down() -> None:
+    """bind() fails before any packet: nothing is known about the server (was CRITICAL)."""
+    if Path("/proc/sys/net/ipv4/ip_nonlocal_bind").read_text().strip() != "0":
+        pytest.skip("this host lets sockets bind to addresses it does not have")
+    with ScriptedSMTPServer(Behaviour()) as server:
+        run = run_plugin("check_open_relay", "-H", "127.0.0.1", "-p", str(server.port),
+                         "--source-address", "192.0.2.1", "--mail-domain", "lab.test")
+        assert server.connections == 0
+    assert run.returncode == 3, run.stdout
+    assert run.summary.startswith(f"OPEN_RELAY UNKNOWN - not tested: cannot connect to "
+                                  f"127.0.0.1:{server.port}: cannot use source address "
+                                  "192.0.2.1: Cannot assign requested address"), run.stdout
+
+
+def test_a_name_with_too_many_addresses_is_probed_on_the_first_sixteen() -> None:
+    hosts = [f"127.0.0.{n}" for n in range(1, 18)]
+    port = free_port_on_all(hosts)
+    records = "\n".join(f"many.lab.test. A {host}" for host in hosts)
+    with dual_dns(records) as dns, contextlib.ExitStack() as servers:
+        started = [servers.enter_context(ScriptedSMTPServer(Behaviour(), host=host, port=port))
+                   for host in hosts]
+        run = run_plugin("check_open_relay", "-H", "many.lab.test", "-p", str(port), "-4",
+                         "--mail-domain", "lab.test", "--nameserver", dns.nameserver,
+                         "--tests", "plain")
+        contacted = [server.host for server in started if server.connections]
+    assert run.returncode == 3, run.stdout
+    assert run.summary == ("OPEN_RELAY UNKNOWN - 1 more addresses of many.lab.test not tested "
+                           "(at most 16 are probed); " + ", ".join(hosts[:16])
+                           + ": 0 of 1 relay attempts accepted each"), run.stdout
+    assert contacted == hosts[:16]
+    assert run.perf_value("addresses") == 16

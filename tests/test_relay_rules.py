@@ -1,12 +1,19 @@
-"""Unit tests for the relay catalogue, its address builder and the verdict rules."""
+"""Unit tests for the relay catalogue, its address builder, the verdict rules, what counts as
+judged, and the addresses of -H."""
 
 from __future__ import annotations
+
+import errno
+import socket
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailprobe.net.smtp import Reply
+from mailprobe.checks.open_relay import incomplete_finding
+from mailprobe.findings import Level
+from mailprobe.net.deadline import Deadline
+from mailprobe.net.smtp import ConnectError, Reply
 from mailprobe.probes.relay.catalogue import (
     CATALOGUE,
     CONTROL,
@@ -17,7 +24,18 @@ from mailprobe.probes.relay.catalogue import (
     check_local_part,
     select,
 )
-from mailprobe.probes.relay.verdict import AttemptResult, Outcome, Tally, classify, classify_data
+from mailprobe.probes.relay.resolve import _unique, resolve
+from mailprobe.probes.relay.runner import RelayOptions, is_local_failure
+from mailprobe.probes.relay.survey import AddressRun
+from mailprobe.probes.relay.verdict import (
+    NOT_JUDGED,
+    NOT_RELAYED,
+    AttemptResult,
+    Outcome,
+    Tally,
+    classify,
+    classify_data,
+)
 
 TARGETS = Targets(ext="example.net", user="relaytest", dom="relaylab.test", ip="[127.0.0.1]")
 
@@ -131,6 +149,17 @@ def test_data_depth() -> None:
     assert classify_data(Reply(451))[0] is Outcome.REFUSED_AT_DATA
 
 
+@pytest.mark.parametrize("code", [250, 221, 334])
+def test_a_positive_reply_other_than_354_at_data_is_not_judged(code: int) -> None:
+    """Only 354 answers DATA: anything else positive is no proof of a relay."""
+    assert classify_data(Reply(code))[0] is Outcome.ERROR
+
+
+def test_unanswered_and_unplayed_attempts_are_never_counted_as_refused() -> None:
+    assert not NOT_RELAYED & NOT_JUDGED
+    assert {Outcome.TIMEOUT, Outcome.ERROR, Outcome.NOT_RUN} == NOT_JUDGED
+
+
 def test_tally_counts_each_outcome_once() -> None:
     attempt = CATALOGUE[0]
     results = [AttemptResult(attempt, outcome) for outcome in
@@ -139,4 +168,60 @@ def test_tally_counts_each_outcome_once() -> None:
     tally = Tally.of(results)
     assert (tally.attempts, tally.relayed, tally.tempfailed, tally.refused, tally.timeouts,
             tally.errors, tally.not_run) == (8, 1, 1, 3, 1, 1, 1)
-    assert tally.completed == 6
+    assert tally.judged == 5  # a timeout, an error and an attempt not run were not judged
+
+
+# -- what cannot be judged, and where the probe cannot go (issue 12) ----------------------------
+def _connect_error(cause: OSError) -> ConnectError:
+    try:
+        raise ConnectError("cannot connect", "connecting") from cause
+    except ConnectError as exc:
+        return exc
+
+
+@pytest.mark.parametrize(("cause", "local"), [
+    (OSError(errno.ENETUNREACH, "Network is unreachable"), True),
+    (OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address"), True),
+    (socket.gaierror(-9, "Address family for hostname not supported"), True),
+    (OSError(errno.ECONNREFUSED, "Connection refused"), False),
+    (OSError(errno.EHOSTUNREACH, "No route to host"), False),  # may come from the far side
+    (TimeoutError("timed out"), False),
+])
+def test_only_local_connect_failures_say_nothing_about_the_server(cause: OSError,
+                                                                  local: bool) -> None:
+    assert is_local_failure(_connect_error(cause)) is local
+
+
+def test_addresses_are_probed_once_each_ipv4_first_in_numeric_order() -> None:
+    assert _unique(["::1", "127.0.0.10", "127.0.0.9", "::ffff:127.0.0.9", "2001:db8::2",
+                    "2001:db8::10"]) == ["127.0.0.9", "127.0.0.10", "::1", "2001:db8::2",
+                                         "2001:db8::10"]
+
+
+def test_an_address_needs_no_dns() -> None:
+    """-H 2001:DB8::1 is itself (normalised); no resolver is asked (none is given)."""
+    resolution = resolve("2001:DB8::1", None, 0, Deadline(1))
+    assert (resolution.addresses, resolution.failures) == (["2001:db8::1"], {})
+
+
+def _run(*outcomes: Outcome) -> AddressRun:
+    options = RelayOptions(address="127.0.0.1", port=25, targets=TARGETS, helo_name="probe.test",
+                           command_timeout=2)
+    run = AddressRun("127.0.0.1", options)
+    run.report.control = AttemptResult(CONTROL, Outcome.RELAYED)
+    run.report.results = [AttemptResult(CATALOGUE[n], outcome) for n, outcome in
+                          enumerate(outcomes)]
+    return run
+
+
+def test_a_series_judged_in_full_needs_no_excuse() -> None:
+    assert incomplete_finding(_run(Outcome.REFUSED, Outcome.SENDER_REFUSED,
+                                   Outcome.TEMPFAILED, Outcome.RELAYED)) is None
+
+
+def test_unanswered_attempts_make_the_series_unknown() -> None:
+    finding = incomplete_finding(_run(Outcome.REFUSED, Outcome.TIMEOUT, Outcome.TIMEOUT))
+    assert finding is not None
+    assert finding.level == Level.UNKNOWN
+    assert finding.text == ("only 1 of 3 attempts could be played (2 never answered within "
+                            "--command-timeout 2s)")

@@ -1,14 +1,22 @@
-"""Unit tests for the SMTP reply parser (mailprobe.net.smtp)."""
+"""Unit tests for the SMTP reply parser and reply matching (mailprobe.net.smtp)."""
 
 from __future__ import annotations
+
+import socket
+import time
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mailprobe.net.deadline import Deadline
 from mailprobe.net.smtp import (
+    Disconnected,
     ProtocolError,
     Reply,
+    SMTPSession,
+    can_answer,
+    command_verb,
     greeting_name,
     ip_literal,
     parse_ehlo_extensions,
@@ -75,3 +83,60 @@ def test_parser_raises_only_its_own_error(lines: list[bytes]) -> None:
         return
     assert 200 <= reply.code < 600
     assert len(reply.lines) == len(lines)
+
+
+@pytest.mark.parametrize(("command", "code", "fits"), [
+    ("EHLO mx.example.test", 250, True),
+    ("EHLO mx.example.test", 220, False),  # an unasked greeting, not the reply to EHLO
+    ("HELO mx.example.test", 221, False),
+    ("MAIL FROM:<a@example.test>", 250, True),
+    ("MAIL FROM:<a@example.test>", 354, False),
+    ("RCPT TO:<b@example.net>", 251, True),
+    ("rcpt to:<b@example.net>", 354, False),  # the verb is matched case-insensitively
+    ("RCPT TO: <b@example.net>", 220, False),
+    ("DATA", 354, True),
+    ("DATA", 250, False),  # a 250 to DATA answers an earlier command
+    ("RSET", 250, True),
+    ("QUIT", 221, True),
+    ("QUIT", 250, False),
+    ("STARTTLS", 220, True),
+    ("STARTTLS", 250, False),
+    ("XFOO", 250, True),  # commands outside the table accept anything
+])
+def test_a_positive_reply_must_fit_its_command(command: str, code: int, fits: bool) -> None:
+    assert can_answer(command, Reply(code)) is fits
+
+
+@pytest.mark.parametrize("code", [421, 450, 500, 503, 530, 554])
+def test_errors_can_answer_any_command(code: int) -> None:
+    for command in ("EHLO x", "MAIL FROM:<>", "RCPT TO:<a@b>", "DATA", "RSET", "QUIT"):
+        assert can_answer(command, Reply(code))
+
+
+def test_command_verb() -> None:
+    assert command_verb("MAIL FROM:<a@b>") == "MAIL"
+    assert command_verb("rcpt to:<a@b>") == "RCPT"
+    assert command_verb("RCPT TO: <a@b>") == "RCPT"
+    assert command_verb("STARTTLS") == "STARTTLS"
+
+
+def test_unread_shows_what_no_command_asked_for_without_waiting() -> None:
+    """unread() returns at once: nothing, then a reply the server sent unasked, which the next
+    read_reply() takes."""
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        session = SMTPSession("127.0.0.1", deadline=Deadline(5))
+        session.sock = ours
+        assert session.unread() == b""  # a blocking read would hang here: nothing comes
+        theirs.sendall(b"250 2.1.0 Ok\r\n250 2.1.0 Ok again\r\n")
+        until = time.monotonic() + 5
+        while session.unread().count(b"\n") < 2 and time.monotonic() < until:
+            time.sleep(0.01)
+        assert session.unread() == b"250 2.1.0 Ok\r\n250 2.1.0 Ok again\r\n"
+        assert session.read_reply() == Reply(250, ("2.1.0 Ok",))
+        assert session.unread() == b"250 2.1.0 Ok again\r\n"
+        theirs.close()
+        assert session.unread() == b"250 2.1.0 Ok again\r\n"  # the end of stream stays unread
+        assert session.read_reply() == Reply(250, ("2.1.0 Ok again",))
+        with pytest.raises(Disconnected):
+            session.read_reply()

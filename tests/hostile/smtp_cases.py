@@ -1,7 +1,9 @@
 """The catalogue of misbehaving SMTP servers, and the documented state of each plugin facing it.
 
 Every case is a scripted server (:mod:`lab.smtpd`) on loopback. ``relay`` is what
-check_open_relay must say (spoken from 127.0.0.2, ``--mail-domain lab.test``), ``rdns`` what
+check_open_relay must say (spoken from 127.0.0.2, ``--mail-domain lab.test``; a case whose
+``host`` is a name has a server on 127.0.0.1 and one on ::1, and is probed by that name, with
+its own scripted DNS when the DNS is the hostile part), ``rdns`` what
 check_banner_rdns must say (with a correct PTR/FCrDNS for the server's address served by the
 scripted DNS server, so only the SMTP side is hostile). Several :class:`Expect` for one plugin
 are played in order against the same server (e.g. greylisting: the second run differs).
@@ -17,6 +19,11 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import dns.message
+import dns.rcode
+import dns.rdatatype
+
+from lab.dnsd import DNSBehaviour
 from lab.smtpd import Behaviour, RelayPolicy, ReplyValue, Session
 from tests.hostile.expect import CRITICAL, OK, UNKNOWN, WARNING, Expect, as_tuple
 
@@ -161,7 +168,7 @@ class PipelineDropsRest(Behaviour):
     """Offers PIPELINING, then answers only the first command of a batch and drops the rest."""
 
     def handle(self, session: Session, line: str) -> ReplyValue:
-        if more_coming(session):
+        if more_coming(session, within=0.01):  # a batch comes in one write
             session.sleep(0.05)
             with contextlib.suppress(OSError):
                 session.sock.settimeout(0.05)
@@ -202,9 +209,155 @@ class NoPostmaster(Behaviour):
         return super().smtp_RCPT(session, argument)
 
 
+# -- issue 12: servers that got a wrong verdict ---------------------------------------------------
+class DataTrouble(Behaviour):
+    """An open relay that goes wrong for recipients containing ``marker`` once they are
+    accepted: ``how="drop"`` closes the connection at DATA, ``"silent"`` never answers DATA,
+    ``"close-after-rcpt"`` closes the connection right after accepting the RCPT."""
+
+    def __init__(self, how: str, marker: str = "!", **kwargs: object) -> None:
+        super().__init__(relay=RelayPolicy.open(), **kwargs)  # type: ignore[arg-type]
+        self.how, self.marker = how, marker
+
+    def marked(self, session: Session) -> bool:
+        return any(self.marker in rcpt for rcpt in session.rcpts)
+
+    def smtp_RCPT(self, session: Session, argument: str) -> ReplyValue:
+        reply = super().smtp_RCPT(session, argument)
+        if self.how == "close-after-rcpt" and self.marked(session):
+            session.close_after_reply()
+        return reply
+
+    def smtp_DATA(self, session: Session, argument: str) -> ReplyValue:
+        if self.marked(session):
+            if self.how == "drop":
+                session.close()
+                return None
+            if self.how == "silent":
+                session.sleep(60)
+                return None
+        return super().smtp_DATA(session, argument)
+
+
+class ExtraReplyToMail(Behaviour):
+    """Answers every MAIL FROM twice; with ``delay`` the second reply comes that much later
+    (after the client sent its next command)."""
+
+    def __init__(self, delay: float = 0.0, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.delay = delay
+
+    def smtp_MAIL(self, session: Session, argument: str) -> ReplyValue:
+        reply = super().smtp_MAIL(session, argument)
+        assert isinstance(reply, str)
+        if self.delay:
+            session.send(reply)
+            session.sleep(self.delay)
+            return reply
+        return [reply, reply]
+
+
+class GreetsAgainAfterTLS(Behaviour):
+    """STARTTLS works, then an unasked 220 greeting follows: right after the handshake
+    (``at="handshake"``) or in front of the reply to the next EHLO (``at="ehlo"``)."""
+
+    def __init__(self, at: str, **kwargs: object) -> None:
+        super().__init__(starttls=True, **kwargs)  # type: ignore[arg-type]
+        self.at = at
+
+    def tls_started(self, session: Session) -> ReplyValue:
+        return f"220 {self.hostname} ESMTP ready" if self.at == "handshake" else None
+
+    def smtp_EHLO(self, session: Session, argument: str) -> ReplyValue:
+        reply = super().smtp_EHLO(session, argument)
+        if self.at == "ehlo" and session.tls and not session.__dict__.get("greeted_again"):
+            session.__dict__["greeted_again"] = True
+            return [f"220 {self.hostname} ESMTP ready", *(reply or ())]
+        return reply
+
+
+class EveryReplyTwice(Behaviour):
+    """Sends every reply twice, the banner included."""
+
+    @staticmethod
+    def twice(reply: ReplyValue) -> ReplyValue:
+        if reply is None or isinstance(reply, bytes):
+            return reply
+        lines = reply.splitlines() if isinstance(reply, str) else list(reply)
+        return lines + lines
+
+    def greeting(self, session: Session) -> ReplyValue:
+        return self.twice(super().greeting(session))
+
+    def handle(self, session: Session, line: str) -> ReplyValue:
+        return self.twice(super().handle(session, line))
+
+
+class SilentRset(Behaviour):
+    """Never answers RSET (one reply short in every pipelined batch that starts with one)."""
+
+    def smtp_RSET(self, session: Session, argument: str) -> ReplyValue:
+        session.reset()
+        return None
+
+
+class TarpitOutside(Behaviour):
+    """An open relay that never answers RCPT TO for an outside recipient (a tarpit); the
+    control (postmaster@, a local recipient) is answered at once."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(relay=RelayPolicy.open(), **kwargs)  # type: ignore[arg-type]
+
+    def smtp_RCPT(self, session: Session, argument: str) -> ReplyValue:
+        if "postmaster@" not in argument.lower():
+            session.sleep(60)
+            return None
+        return super().smtp_RCPT(session, argument)
+
+
+class StartTLSSilence(Behaviour):
+    """An open relay offering STARTTLS: ``reply=True`` answers it 220 and never starts the
+    handshake; ``reply=False`` never answers STARTTLS at all."""
+
+    def __init__(self, reply: bool = True, **kwargs: object) -> None:
+        super().__init__(starttls=True, relay=RelayPolicy.open(), **kwargs)  # type: ignore[arg-type]
+        self.reply = reply
+
+    def smtp_STARTTLS(self, session: Session, argument: str) -> ReplyValue:
+        if self.reply:
+            session.send("220 2.0.0 Ready to start TLS")
+        session.sleep(60)
+        return None
+
+
+@dataclass
+class TypeFault(DNSBehaviour):
+    """A correct DNS world except for one question type: never answered (``silent``) or
+    answered with ``rcode`` and nothing else."""
+
+    rdtype: str = "AAAA"
+    silent: bool = False
+    rcode: str = ""
+
+    def respond(self, query: dns.message.Message,
+                tcp: bool) -> dns.message.Message | bytes | None:
+        question = query.question[0] if query.question else None
+        if question is None or dns.rdatatype.to_text(question.rdtype) != self.rdtype:
+            return super().respond(query, tcp)
+        if self.silent:
+            return None
+        response = dns.message.make_response(query)
+        response.set_rcode(dns.rcode.from_text(self.rcode))
+        return response
+
+
 # -- the catalogue ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SMTPCase:
+    """One misbehaving server. With ``host`` a name (``mx.lab.test``), ``behaviour`` listens on
+    127.0.0.1 and ``behaviour6`` on ::1 (same port; None: nobody listens there), and the name
+    is served by ``dns`` (default: the correct world of test_smtp_hostile.GOOD_DNS)."""
+
     id: str
     description: str
     behaviour: Callable[[], Behaviour] | None  # None: nobody listens
@@ -212,12 +365,16 @@ class SMTPCase:
     rdns: tuple[Expect, ...] = ()
     host: str = "127.0.0.1"
     tags: tuple[str, ...] = field(default=())
+    behaviour6: Callable[[], Behaviour] | None = None
+    dns: Callable[[], DNSBehaviour] | None = None
 
 
 def case(id_: str, description: str, behaviour: Callable[[], Behaviour] | None, *,
          relay: Expect | tuple[Expect, ...] = (), rdns: Expect | tuple[Expect, ...] = (),
-         host: str = "127.0.0.1") -> SMTPCase:
-    return SMTPCase(id_, description, behaviour, as_tuple(relay), as_tuple(rdns), host)
+         host: str = "127.0.0.1", behaviour6: Callable[[], Behaviour] | None = None,
+         dns: Callable[[], DNSBehaviour] | None = None) -> SMTPCase:
+    return SMTPCase(id_, description, behaviour, as_tuple(relay), as_tuple(rdns), host,
+                    behaviour6=behaviour6, dns=dns)
 
 
 ALL_ATTEMPTS = r"0 of \d+ relay attempts accepted"
@@ -225,6 +382,17 @@ NO_BANNER = r"mail service down: no (usable )?banner"
 ONLY_PLAYED = r"only \d+ of \d+ attempts could be played"
 NOT_PLAYED = r"inconclusive: the control could not be played "
 TIMEOUT_1 = ("--command-timeout", "1")
+OUT_OF_STEP = r"note: the server's replies got out of step with the commands"
+DATA_3 = ("--depth", "data", "--tests", "plain,bang-path,upper-case")
+DATA_2 = ("--depth", "data", "--tests", "plain,bang-path")
+AFTER_RCPT = r"RCPT TO accepted, then DATA got no reply: "
+ALL_ON = r"0 of 38 relay attempts accepted"
+# the scripted open relay wants a greeting before MAIL FROM: all but no-greeting relay
+OPEN_37 = r"37 of 38 relay attempts accepted \(plain, "
+DUAL_STACK = """
+mx.lab.test. A 127.0.0.1
+mx.lab.test. AAAA ::1
+"""
 
 SMTP_CASES: tuple[SMTPCase, ...] = (
     case("refused", "nothing listens on the port (connection refused)", None,
@@ -302,7 +470,8 @@ SMTP_CASES: tuple[SMTPCase, ...] = (
                      ("--no-starttls-ok",))),
     case("354-to-rcpt", "354 (start mail input) in reply to RCPT TO",
          lambda: Behaviour(replies={"RCPT": "354 go ahead"}),
-         relay=Expect(UNKNOWN, NOT_PLAYED + r"\(unexpected reply 354 to RCPT TO\)"),
+         relay=Expect(UNKNOWN, NOT_PLAYED + r"\(replies out of step with the commands: 354 go "
+                               r"ahead cannot answer RCPT\)"),
          rdns=Expect(OK, r"banner mx\.lab\.test", ("--no-starttls-ok",))),
     case("binary-replies", "NUL bytes, invalid UTF-8 and escape codes in banner and EHLO",
          lambda: BinaryReplies(),
@@ -340,15 +509,20 @@ SMTP_CASES: tuple[SMTPCase, ...] = (
                 Expect(OK, ALL_ATTEMPTS, ("--depth", "data")))),
     case("pipelining-out-of-order", "PIPELINING offered, replies of a batch come in reverse "
          "order", lambda: PipelineOutOfOrder(),
-         relay=Expect(OK, ALL_ATTEMPTS, detail=r"note: the server offers PIPELINING but its "
-                      r"replies to a batch do not match the commands")),
+         relay=Expect(OK, ALL_ATTEMPTS, detail=r"note: the server's replies got out of step "
+                      r"with the commands \(RSET was refused")),
     case("pipelining-drops", "PIPELINING offered, every command after the first of a batch "
          "is dropped", lambda: PipelineDropsRest(),
-         relay=Expect(UNKNOWN, r"inconclusive: control timed out", TIMEOUT_1)),
+         relay=Expect(OK, r"0 of 2 relay attempts accepted",
+                      (*TIMEOUT_1, "--tests", "plain,bang-path"), timeout=6,
+                      detail=r"note: a pipelined batch went unanswered \(a tarpit, or a "
+                             r"server that drops pipelined commands\) \(no reply within 1s to "
+                             r"pipelined commands\)")),
     case("dies-mid-series-closed", "a closed server that dies after 12 commands",
          lambda: DiesAfter(12),
-         relay=Expect(UNKNOWN, ONLY_PLAYED + r" \(server unreachable mid-series: no usable "
-                               r"banner"),
+         # the reset meets the next connection at connect() or at the banner, as it happens
+         relay=Expect(UNKNOWN, ONLY_PLAYED + r" \(server unreachable mid-series: (no usable "
+                               r"banner|cannot connect to .*: Connection reset by peer)"),
          rdns=Expect(OK, r"banner mx\.lab\.test", ("--no-starttls-ok",))),
     case("dies-mid-series-open", "an open relay that dies after 12 commands: the relays seen "
          "before are proof enough", lambda: DiesAfter(12, relay=RelayPolicy.open()),
@@ -369,4 +543,117 @@ SMTP_CASES: tuple[SMTPCase, ...] = (
          relay=Expect(OK, ALL_ATTEMPTS),
          rdns=Expect(OK, r"::1 -> mx\.lab\.test -> ::1, banner mx\.lab\.test",
                      ("--no-starttls-ok",))),
+    # -- issue 12, item 1: --depth data and a relay that drops or goes silent after RCPT ------
+    case("data-drop", "an open relay that drops the connection at DATA for a bang-path "
+         "recipient (--depth data)", lambda: DataTrouble("drop"),
+         relay=(Expect(CRITICAL, r"^OPEN_RELAY CRITICAL - 2 of 3 relay attempts accepted "
+                                 r"\(plain, upper-case\); only 2 of 3 attempts could be played \("
+                       + AFTER_RCPT + r".*closed the connection while waiting for the reply to "
+                                      r"DATA\)", DATA_3,
+                       detail=r"^\[ERROR\] bang-path: .* -> 250 2\.1\.5 Ok \(" + AFTER_RCPT),
+                Expect(CRITICAL, r"1 of 2 relay attempts accepted \(plain\); only 1 of 2 attempts "
+                                 r"could be played", DATA_2))),
+    case("data-silent", "an open relay that never answers DATA for a bang-path recipient "
+         "(--depth data)", lambda: DataTrouble("silent"),
+         relay=Expect(CRITICAL, r"2 of 3 relay attempts accepted \(plain, upper-case\); only 2 of "
+                                r"3 attempts could be played \(1 never answered within "
+                                r"--command-timeout 1s\)", (*DATA_3, *TIMEOUT_1), timeout=8,
+                      detail=r"^\[TIMEOUT\] bang-path: .* -> 250 2\.1\.5 Ok \(" + AFTER_RCPT)),
+    case("close-after-rcpt", "an open relay that closes the connection right after accepting a "
+         "bang-path recipient (--depth data)", lambda: DataTrouble("close-after-rcpt"),
+         relay=(Expect(CRITICAL, r"2 of 3 relay attempts accepted \(plain, upper-case\); only 2 of "
+                                 r"3 attempts could be played \(" + AFTER_RCPT, DATA_3),
+                Expect(CRITICAL, r"3 of 3 relay attempts accepted", DATA_3[2:]))),
+    # -- item 2: replies out of step with the commands -----------------------------------------
+    case("extra-reply-to-mail", "a closed server answering every MAIL FROM twice (every later "
+         "reply shifts by one)", lambda: ExtraReplyToMail(),
+         relay=Expect(OK, ALL_ATTEMPTS, detail=OUT_OF_STEP)),
+    case("extra-reply-to-mail-open", "an open relay answering every MAIL FROM twice",
+         lambda: ExtraReplyToMail(relay=RelayPolicy.open()),
+         relay=Expect(CRITICAL, OPEN_37, detail=OUT_OF_STEP)),
+    case("extra-reply-late", "a closed server sending a second 250 to MAIL FROM 0.3 s later, "
+         "after the next command went out", lambda: ExtraReplyToMail(delay=0.3),
+         relay=Expect(UNKNOWN, r"only 0 of 2 attempts could be played \(replies out of step with "
+                               r"the commands", ("--tests", "plain,bang-path"), timeout=8,
+                      detail=OUT_OF_STEP)),
+    case("greeting-after-starttls", "STARTTLS works, then an unasked 220 comes in front of the "
+         "reply to the next EHLO", lambda: GreetsAgainAfterTLS("ehlo"),
+         relay=(Expect(OK, ALL_ATTEMPTS, detail=r"note: the server sent an unasked greeting "
+                                                r"after STARTTLS \(220 "),
+                Expect(OK, ALL_ATTEMPTS, ("--starttls", "require", "-v"),
+                       detail=r"^cost: .*TLS yes"))),
+    case("greeting-after-handshake", "STARTTLS works, then an unasked 220 comes right after "
+         "the TLS handshake", lambda: GreetsAgainAfterTLS("handshake"),
+         relay=(Expect(OK, ALL_ATTEMPTS, detail=r"note: the server sent an unasked greeting "
+                                                r"after STARTTLS \(220 "),
+                Expect(OK, ALL_ATTEMPTS, ("--starttls", "require", "-v"),
+                       detail=r"^cost: .*TLS yes"))),
+    case("double-banner", "the banner comes twice",
+         lambda: Behaviour(banner="220 mx.lab.test ESMTP first\n220 mx.lab.test ESMTP again"),
+         relay=Expect(OK, ALL_ATTEMPTS, detail=r"note: the server sent an unasked greeting after "
+                                               r"its banner")),
+    case("every-reply-twice", "a closed server sending every reply twice",
+         lambda: EveryReplyTwice(), relay=Expect(OK, ALL_ATTEMPTS, detail=OUT_OF_STEP)),
+    case("every-reply-twice-open", "an open relay sending every reply twice",
+         lambda: EveryReplyTwice(relay=RelayPolicy.open()),
+         relay=Expect(CRITICAL, OPEN_37, detail=OUT_OF_STEP)),
+    case("silent-rset", "a closed server that never answers RSET (a reply short)",
+         lambda: SilentRset(), relay=Expect(OK, ALL_ATTEMPTS, detail=OUT_OF_STEP)),
+    # -- items 3 and 9: every address of a name, and a family that cannot be looked up ---------
+    case("dual-stack-v6-relays", "mx.lab.test: closed on 127.0.0.1, an open relay on ::1",
+         lambda: Behaviour(), behaviour6=lambda: Behaviour(relay=RelayPolicy.open()),
+         host="mx.lab.test",
+         relay=(Expect(CRITICAL, r"37 of 76 relay attempts accepted \(::1: plain, sender-null, .*"
+                                 r"\); 127\.0\.0\.1: " + ALL_ON, detail=r"^address ::1:$"),
+                Expect(OK, ALL_ATTEMPTS, ("-4",)),
+                Expect(CRITICAL, r"- 37 of 38 relay attempts accepted \(plain", ("-6",)))),
+    case("dual-stack-v6-down", "mx.lab.test: closed on 127.0.0.1, nothing listens on ::1",
+         lambda: Behaviour(), host="mx.lab.test",
+         relay=Expect(CRITICAL, r"::1: mail service down: cannot connect to \[::1\]:\d+: "
+                                r"Connection refused; 127\.0\.0\.1: " + ALL_ON)),
+    case("aaaa-dropped", "the AAAA question for mx.lab.test is never answered (A is)",
+         lambda: Behaviour(), behaviour6=lambda: Behaviour(relay=RelayPolicy.open()),
+         host="mx.lab.test", dns=lambda: TypeFault(DUAL_STACK, rdtype="AAAA", silent=True),
+         relay=(Expect(UNKNOWN, r"IPv6 not tested: DNS look-up mx\.lab\.test AAAA not answered "
+                                r"within [\d.]+s of the A answer; 127\.0\.0\.1: " + ALL_ON),
+                Expect(OK, ALL_ATTEMPTS, ("-4",)))),
+    case("aaaa-servfail", "the AAAA question for mx.lab.test is answered SERVFAIL (A is fine)",
+         lambda: Behaviour(), host="mx.lab.test",
+         dns=lambda: TypeFault(DUAL_STACK, rdtype="AAAA", rcode="SERVFAIL"),
+         relay=(Expect(UNKNOWN, r"IPv6 not tested: DNS look-up mx\.lab\.test AAAA failed: the "
+                                r"resolver answered SERVFAIL; 127\.0\.0\.1: " + ALL_ON),
+                Expect(OK, ALL_ATTEMPTS, ("-4",)))),
+    case("a-dropped", "the A question for mx.lab.test is never answered (AAAA is)",
+         lambda: Behaviour(relay=RelayPolicy.open()), behaviour6=lambda: Behaviour(),
+         host="mx.lab.test", dns=lambda: TypeFault(DUAL_STACK, rdtype="A", silent=True),
+         relay=(Expect(UNKNOWN, r"IPv4 not tested: DNS look-up mx\.lab\.test A not answered "
+                                r"within [\d.]+s of the AAAA answer; ::1: " + ALL_ON),
+                Expect(OK, ALL_ATTEMPTS, ("-6",)))),
+    case("aaaa-dropped-v4-relays", "the AAAA question is never answered, and 127.0.0.1 relays",
+         lambda: Behaviour(relay=RelayPolicy.open()), host="mx.lab.test",
+         dns=lambda: TypeFault(DUAL_STACK, rdtype="AAAA", silent=True),
+         relay=Expect(CRITICAL, r"37 of 38 relay attempts accepted \(127\.0\.0\.1: plain, .*\); "
+                                r"IPv6 not tested: DNS look-up mx\.lab\.test AAAA")),
+    # -- item 6: a tarpit is not a refusal -------------------------------------------------------
+    case("tarpit-outside-rcpt", "an open relay that never answers RCPT TO for an outside "
+         "recipient (the control is answered)", lambda: TarpitOutside(),
+         relay=Expect(UNKNOWN, r"only 0 of 3 attempts could be played \(3 never answered within "
+                               r"--command-timeout 1s\)",
+                      (*TIMEOUT_1, "--tests", "plain,bang-path,upper-case"), timeout=8,
+                      detail=r"^\[TIMEOUT\] plain: MAIL FROM:")),
+    # -- item 7: STARTTLS that never gets going ----------------------------------------------------
+    case("starttls-silent", "an open relay answering 220 to STARTTLS, then never starting the "
+         "handshake", lambda: StartTLSSilence(),
+         relay=(Expect(CRITICAL, r"2 of 2 relay attempts accepted",
+                       ("--command-timeout", "2", "--tests", "plain,bang-path"), timeout=8,
+                       detail=r"note: STARTTLS failed: TLS handshake with .* timed out; "
+                              r"continuing without TLS"),
+                Expect(UNKNOWN, r"--starttls require: STARTTLS failed: TLS handshake with .* "
+                                r"timed out", ("--starttls", "require", *TIMEOUT_1)))),
+    case("starttls-no-reply", "an open relay that never answers STARTTLS",
+         lambda: StartTLSSilence(reply=False),
+         relay=Expect(CRITICAL, r"2 of 2 relay attempts accepted",
+                      ("--command-timeout", "2", "--tests", "plain,bang-path"), timeout=8,
+                      detail=r"note: STARTTLS failed: no complete reply .* while waiting for the "
+                             r"reply to STARTTLS; continuing without TLS")),
 )

@@ -9,8 +9,10 @@ import dns.reversename
 import pytest
 
 from lab.dnsd import DNSBehaviour, ScriptedDNSServer
+from lab.postfix import free_port_on_all
 from lab.process import free_port
 from lab.smtpd import ScriptedSMTPServer
+from mailprobe.net.dns import is_ip_address
 from tests.conftest import run_plugin
 from tests.hostile.expect import assert_run
 from tests.hostile.smtp_cases import SMTP_CASES, SMTPCase
@@ -32,11 +34,29 @@ def good_dns() -> Iterator[ScriptedDNSServer]:
 
 @contextlib.contextmanager
 def serving(case: SMTPCase) -> Iterator[tuple[str, int]]:
+    if not is_ip_address(case.host):  # a name: a server on 127.0.0.1 and one on ::1, one port
+        port = free_port_on_all(["127.0.0.1", "::1"])
+        with contextlib.ExitStack() as servers:
+            for host, make in (("127.0.0.1", case.behaviour), ("::1", case.behaviour6)):
+                if make is not None:
+                    servers.enter_context(ScriptedSMTPServer(make(), host=host, port=port))
+            yield case.host, port
+        return
     if case.behaviour is None:
         yield case.host, free_port()
         return
     with ScriptedSMTPServer(case.behaviour(), host=case.host) as server:
         yield server.host, server.port
+
+
+@contextlib.contextmanager
+def resolver(case: SMTPCase, good_dns: ScriptedDNSServer) -> Iterator[str]:
+    """The --nameserver of a case: its own DNS server, or the correct one."""
+    if case.dns is None:
+        yield good_dns.nameserver
+        return
+    with ScriptedDNSServer(case.dns()) as server:
+        yield server.nameserver
 
 
 def _params(plugin: str) -> list[object]:
@@ -45,11 +65,12 @@ def _params(plugin: str) -> list[object]:
 
 @pytest.mark.parametrize("case", _params("relay"))
 def test_open_relay(case: SMTPCase, good_dns: ScriptedDNSServer) -> None:
-    with serving(case) as (host, port):
+    with serving(case) as (host, port), resolver(case, good_dns) as nameserver:
         for expect in case.relay:
-            source = () if ":" in host else ("--source-address", "127.0.0.2")
+            ipv4 = is_ip_address(host) and ":" not in host
+            source = ("--source-address", "127.0.0.2") if ipv4 else ()
             run = run_plugin("check_open_relay", "-H", host, "-p", str(port), *source,
-                             "--mail-domain", "lab.test", "--nameserver", good_dns.nameserver,
+                             "--mail-domain", "lab.test", "--nameserver", nameserver,
                              "-t", f"{expect.timeout:g}", *expect.args)
             assert_run(run, "OPEN_RELAY", expect)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import ipaddress
 import socket
 import sys
 import time
@@ -13,10 +12,11 @@ from collections.abc import Sequence
 import nagiosplugin
 
 from mailprobe.checks import plugin
-from mailprobe.checks.plugin import CRITICAL, OK, UNKNOWN, WARNING, finding_metric
+from mailprobe.checks.plugin import OK, UNKNOWN, WARNING, finding_metric
+from mailprobe.findings import Finding
 from mailprobe.net.deadline import Deadline
-from mailprobe.net.dns import Lookup, is_ip_address, make_resolver, resolve_target
-from mailprobe.net.smtp import Transcript, ip_literal
+from mailprobe.net.dns import is_ip_address
+from mailprobe.net.smtp import ip_literal
 from mailprobe.probes.relay.catalogue import (
     CATALOGUE,
     CONTROL,
@@ -27,16 +27,9 @@ from mailprobe.probes.relay.catalogue import (
     check_local_part,
     select,
 )
-from mailprobe.probes.relay.runner import (
-    Depth,
-    RelayOptions,
-    RelayReport,
-    RelayRunner,
-    ServerRefusesUs,
-    ServiceDown,
-    StartTLS,
-    TLSUnavailable,
-)
+from mailprobe.probes.relay.resolve import FAMILY_NAMES, family_of, resolve
+from mailprobe.probes.relay.runner import Depth, RelayOptions, StartTLS
+from mailprobe.probes.relay.survey import AddressRun, survey
 from mailprobe.probes.relay.verdict import Outcome, Tally
 
 NAME = "OPEN_RELAY"
@@ -46,16 +39,23 @@ non-RFC address forms), like the JANET relay tester. An attempt relays when the 
 accepts an outside recipient at RCPT TO. No message is ever sent: by default the probe stops
 at RCPT; --depth data goes as far as the server's 354 reply to DATA and then drops the line.
 
+A name is probed on every A and AAAA address (-4/-6: one family only), each address on its
+own; the state is the worst over the addresses and the long output has a section for each.
+
 States: CRITICAL when relayed attempts exceed -c (default: any), or the service is down;
 WARNING for 4xx answers (a temporary refusal is not a proper relay refusal); UNKNOWN when the
 result is inconclusive (the control recipient postmaster@MAIL-DOMAIN is refused, the server
-refuses us at the banner, or not every attempt could be played)."""
+refuses us at the banner, an attempt could not be played or was never answered, an address or
+an address family of -H could not be tested)."""
+
+# Addresses of one name probed at most (a name with hundreds of records is not one mailer).
+MAX_ADDRESSES = 16
 
 
 def build_parser() -> plugin.PluginArgumentParser:
     parser = plugin.make_parser("check_open_relay", DESCRIPTION, default_timeout=60)
     target = parser.add_argument_group("target")
-    plugin.add_hostname(target, "mail server name or address")
+    plugin.add_hostname(target, "mail server name or address (a name: every address is probed)")
     plugin.add_mail_domain(target, "the server's own mail domain (default: guessed from the "
                            "banner)")
     target.add_argument("--local-recipient", metavar="ADDRESS",
@@ -72,8 +72,8 @@ def build_parser() -> plugin.PluginArgumentParser:
                        help="rcpt (default): never send DATA; data: send DATA after an accepted "
                             "outside RCPT and drop the connection at 354 (nothing is delivered)")
     probe.add_argument("--command-timeout", type=plugin.positive_seconds, default=20.0,
-                       metavar="SECONDS", help="wait per SMTP command (default 20); a timeout "
-                       "counts as refused and is reported")
+                       metavar="SECONDS", help="wait per SMTP command (default 20); an attempt "
+                       "not answered in time is not judged (UNKNOWN)")
     probe.add_argument("--tests", metavar="ID,...", help="play only these attempts")
     probe.add_argument("--skip", metavar="ID,...", help="leave these attempts out")
     probe.add_argument("--list-tests", action=_ListTests, help="print the catalogue and exit")
@@ -110,34 +110,9 @@ def _ids(text: str | None) -> list[str] | None:
     return [part.strip() for part in text.split(",") if part.strip()] if text else None
 
 
-def _choose_address(host: str, args: argparse.Namespace, deadline: Deadline) -> str | None:
-    """The address to probe: -H itself, or its first A (or AAAA with -6) record."""
-    family = 4 if args.ipv4 else 6 if args.ipv6 else 0
-    if is_ip_address(host):  # no resolver: a run that asks no DNS never loads dnspython
-        addresses = [str(ipaddress.ip_address(host))]
-    else:
-        resolver = make_resolver(args.nameserver, timeout=min(5.0, deadline.remaining()))
-        addresses = resolve_target(host, Lookup(resolver, deadline), family)
-    wanted = [a for a in addresses if family == 0 or (":" in a) == (family == 6)]
-    return sorted(wanted, key=lambda a: ":" in a)[0] if wanted else None  # IPv4 first
-
-
-def guess_mail_domain(server_name: str) -> str | None:
-    """The registrable domain of the banner's host name (Public Suffix List), or None."""
-    if not server_name or "." not in server_name.strip("."):
-        return None
-    try:
-        check_domain(server_name, "banner name")
-    except AddressError:
-        return None
-    from publicsuffixlist import PublicSuffixList  # loaded only when guessing
-
-    return PublicSuffixList().privatesuffix(server_name.lower().rstrip(".")) or None
-
-
 class OpenRelay(nagiosplugin.Resource):
-    """Runs the series and turns the report into metrics and findings (the text is the
-    summary's: :class:`OpenRelaySummary`)."""
+    """Resolves -H, runs the series against every address and turns the runs into metrics and
+    findings (the text is the summary's: :class:`OpenRelaySummary`)."""
 
     def __init__(self, args: argparse.Namespace, deadline: Deadline,
                  attempts: list[RelayAttempt], control: RelayAttempt = CONTROL) -> None:
@@ -145,98 +120,143 @@ class OpenRelay(nagiosplugin.Resource):
         self.control = control
         self.deadline = deadline
         self.attempts = attempts
-        self.transcript = Transcript()
-        self.report = RelayReport()
-        self.options: RelayOptions | None = None
-        self.notes: list[str] = []  # how the run was set up (e.g. a guessed mail domain)
+        self.addresses: list[str] = []  # the addresses probed
+        self.runs: list[AddressRun] = []
+        self.untested: list[Finding] = []  # addresses or families of -H that were not probed
+        self.notes: list[str] = []  # how the run was set up (the addresses of a name)
+
+    @property
+    def several(self) -> bool:
+        """Whether -H stands for more than one address (texts then name the address)."""
+        return len(self.addresses) > 1 or bool(self.untested)
 
     def probe(self) -> list[nagiosplugin.Metric]:
         args = self.args
         started = time.monotonic()
-        address = _choose_address(args.hostname, args, self.deadline)
-        if address is None:
-            family = " IPv4" if args.ipv4 else " IPv6" if args.ipv6 else ""
-            return [finding_metric("address", UNKNOWN, f"{args.hostname} has no{family} address")]
+        family = 4 if args.ipv4 else 6 if args.ipv6 else 0
+        resolution = resolve(args.hostname, args.nameserver, family, self.deadline)
+        for fam, reason in sorted(resolution.failures.items()):
+            self.untested.append(Finding(UNKNOWN, "lookup", f"{FAMILY_NAMES[fam]} not tested: "
+                                         f"{reason}"))
+        self.addresses = addresses = self._testable(resolution.addresses)
+        if not is_ip_address(args.hostname) and (len(resolution.addresses) > 1
+                                                 or resolution.failures):
+            self.notes.append(f"{args.hostname} has {len(resolution.addresses)} address(es): "
+                              f"{', '.join(resolution.addresses) or 'none'}")
+        if not addresses:
+            if self.untested:
+                return [self._metric(f, "") for f in self.untested]
+            which = f" {FAMILY_NAMES[family]}" if family else ""
+            return [finding_metric("address", UNKNOWN, f"{args.hostname} has no{which} address")]
+        self.runs = survey(addresses, self._options, self.attempts, self.deadline,
+                           guess_domain=not args.mail_domain, where=self._where)
+        return self._metrics(time.monotonic() - started)
+
+    def _testable(self, addresses: list[str]) -> list[str]:
+        """The addresses this host can probe; the others become "not tested" findings."""
+        source = self.args.source_address
+        usable: list[str] = []
+        for address in addresses:
+            if source and family_of(source) != family_of(address):
+                self.untested.append(Finding(
+                    UNKNOWN, "family", f"{address} not tested: --source-address {source} is an "
+                    f"{FAMILY_NAMES[family_of(source)]} address (use -{family_of(source)}, and "
+                    f"a second check with -{family_of(address)} and an "
+                    f"{FAMILY_NAMES[family_of(address)]} --source-address)", subject=address))
+            else:
+                usable.append(address)
+        if len(usable) > MAX_ADDRESSES:
+            self.untested.append(Finding(
+                UNKNOWN, "too-many", f"{len(usable) - MAX_ADDRESSES} more addresses of "
+                f"{self.args.hostname} not tested (at most {MAX_ADDRESSES} are probed)"))
+            usable = usable[:MAX_ADDRESSES]
+        return usable
+
+    def _options(self, address: str) -> RelayOptions:
+        args = self.args
         helo = args.helo or socket.gethostname() or "mailprobe.invalid"
         targets = Targets(ext=args.external_domain, user=args.external_user,
                           dom=args.mail_domain or "", ip=ip_literal(address))
-        options = RelayOptions(
+        return RelayOptions(
             address=address, port=args.port, targets=targets, helo_name=helo,
             source_address=args.source_address, starttls=StartTLS(args.starttls),
             depth=Depth(args.depth), command_timeout=args.command_timeout,
             control=self.control,
         )
-        self.options = options
-        runner = RelayRunner(options, self.deadline, self.transcript)
-        self.report = runner.report
-        where = f"{args.hostname}" + (f" ({address})" if address != args.hostname else "")
-        try:
-            if not args.mail_domain:
-                runner.open()
-                guessed = guess_mail_domain(runner.report.server_name)
-                if not guessed:
-                    runner.close()
-                    return [finding_metric("mail_domain", UNKNOWN,
-                                           f"cannot guess the mail domain from the banner "
-                                           f"{runner.report.banner}; give --mail-domain")]
-                options.targets = dataclasses.replace(targets, dom=guessed)
-                self.notes.append(f"mail domain {guessed} (guessed from the banner name "
-                                  f"{runner.report.server_name}; set --mail-domain)")
-            report = runner.run(self.attempts)
-        except ServiceDown as exc:
-            runner.close()
-            return [finding_metric("service", CRITICAL, f"mail service down: {exc}"),
-                    nagiosplugin.Metric("time", round(time.monotonic() - started, 3), "s", min=0)]
-        except ServerRefusesUs as exc:
-            runner.close()
-            return [finding_metric("service", UNKNOWN, f"inconclusive: {where} refuses this "
-                                   f"vantage point at the banner ({exc.reply})")]
-        except TLSUnavailable as exc:
-            runner.close()
-            return [finding_metric("service", UNKNOWN, f"--starttls require: {exc}")]
-        elapsed = time.monotonic() - started
-        return self._metrics(report, elapsed)
 
-    def _metrics(self, report: RelayReport, elapsed: float) -> list[nagiosplugin.Metric]:
-        tally = Tally.of(report.results)
-        metrics = [
-            nagiosplugin.Metric("relayed", tally.relayed, min=0, max=tally.attempts),
-            nagiosplugin.Metric("tempfailed", tally.tempfailed, min=0, max=tally.attempts),
-            nagiosplugin.Metric("attempts", tally.attempts, min=0, context="count"),
-            nagiosplugin.Metric("round_trips", report.round_trips, min=0, context="count"),
-            nagiosplugin.Metric("connections", report.connections, min=0, context="count"),
-            nagiosplugin.Metric("time", round(elapsed, 3), "s", min=0),
-        ]
-        metrics.append(self._control_finding(report, tally))
-        if tally.errors or tally.not_run:
-            reasons = {r.detail for r in report.results
-                       if r.outcome in (Outcome.ERROR, Outcome.NOT_RUN) and r.detail}
-            metrics.append(finding_metric(
-                "incomplete", UNKNOWN,
-                f"only {tally.completed} of {tally.attempts} attempts could be played "
-                f"({'; '.join(sorted(reasons))[:200]})"))
+    def _where(self, address: str) -> str:
+        host = self.args.hostname
+        return host if address == host or self.several else f"{host} ({address})"
+
+    def _metric(self, finding: Finding, address: str) -> nagiosplugin.Metric:
+        """A finding as a metric; with several addresses its text names the address."""
+        prefix = f"{address}: " if address and self.several else ""
+        named = dataclasses.replace(finding, text=prefix + finding.text)
+        return nagiosplugin.Metric(f"{finding.code} {address or finding.subject}".strip(), named,
+                                   context="finding")
+
+    def _metrics(self, elapsed: float) -> list[nagiosplugin.Metric]:
+        played = [run for run in self.runs if run.played]
+        metrics: list[nagiosplugin.Metric] = []
+        if played:
+            tally = Tally.of([result for run in played for result in run.report.results])
+            metrics += [
+                nagiosplugin.Metric("relayed", tally.relayed, min=0, max=tally.attempts),
+                nagiosplugin.Metric("tempfailed", tally.tempfailed, min=0, max=tally.attempts),
+                nagiosplugin.Metric("attempts", tally.attempts, min=0, context="count"),
+                nagiosplugin.Metric("addresses", len(self.runs), min=0, context="count"),
+                nagiosplugin.Metric("round_trips", sum(r.report.round_trips for r in self.runs),
+                                    min=0, context="count"),
+                nagiosplugin.Metric("connections", sum(r.report.connections for r in self.runs),
+                                    min=0, context="count"),
+            ]
+        for run in self.runs:
+            if run.stopped is not None:
+                metrics.append(self._metric(run.stopped, run.address))
+                continue
+            metrics.append(self._metric(control_finding(run), run.address))
+            incomplete = incomplete_finding(run)
+            if incomplete is not None:
+                metrics.append(self._metric(incomplete, run.address))
+        metrics += [self._metric(finding, "") for finding in self.untested]
+        metrics.append(nagiosplugin.Metric("time", round(elapsed, 3), "s", min=0))
         return metrics
 
-    def _control_finding(self, report: RelayReport, tally: Tally) -> nagiosplugin.Metric:
-        control = report.control
-        assert control is not None
-        reply = control.deciding_reply
-        if control.outcome is Outcome.RELAYED:
-            return finding_metric("control", OK, "control accepted")
-        if control.outcome is Outcome.TEMPFAILED:
-            return finding_metric("control", WARNING,
-                                  f"the server defers even {control.rcpt_command} ({reply}); "
-                                  "relay status unproven")
-        if control.outcome is Outcome.TIMEOUT:
-            return finding_metric("control", UNKNOWN, f"inconclusive: control timed out "
-                                  f"({control.detail})")
-        if control.outcome is Outcome.ERROR:  # never judged: connection lost, garbage reply
-            return finding_metric("control", UNKNOWN, f"inconclusive: the control could not "
-                                  f"be played ({control.detail})")
-        what = control.rcpt_command or "the control"
-        why = reply or control.detail
-        return finding_metric("control", UNKNOWN,
-                              f"inconclusive: control {what} not accepted ({why})")
+
+def control_finding(run: AddressRun) -> Finding:
+    """What the control says about the run: accepted (OK), deferred, refused, not judged."""
+    control = run.report.control
+    assert control is not None
+    reply = control.deciding_reply
+    if control.outcome is Outcome.RELAYED:
+        return Finding(OK, "control", "control accepted")
+    if control.outcome is Outcome.TEMPFAILED:
+        return Finding(WARNING, "control", f"the server defers even {control.rcpt_command} "
+                       f"({reply}); relay status unproven")
+    if control.outcome is Outcome.TIMEOUT:
+        return Finding(UNKNOWN, "control", f"inconclusive: control timed out ({control.detail})")
+    if control.outcome in (Outcome.ERROR, Outcome.NOT_RUN):  # never judged
+        return Finding(UNKNOWN, "control", f"inconclusive: the control could not be played "
+                       f"({control.detail})")
+    what = control.rcpt_command or "the control"
+    return Finding(UNKNOWN, "control", f"inconclusive: control {what} not accepted "
+                   f"({reply or control.detail})")
+
+
+def incomplete_finding(run: AddressRun) -> Finding | None:
+    """UNKNOWN when an attempt was not judged: never answered, not played, or out of step."""
+    results = run.report.results
+    tally = Tally.of(results)
+    if tally.judged == tally.attempts:
+        return None
+    reasons: list[str] = []
+    if tally.timeouts:
+        reasons.append(f"{tally.timeouts} never answered within --command-timeout "
+                       f"{run.options.command_timeout:g}s")
+    reasons += sorted({r.detail for r in results
+                       if r.outcome in (Outcome.ERROR, Outcome.NOT_RUN) and r.detail})
+    return Finding(UNKNOWN, "incomplete", f"only {tally.judged} of {tally.attempts} attempts "
+                   f"could be played ({'; '.join(reasons)[:200]})")
 
 
 def build(args: argparse.Namespace, deadline: Deadline) -> nagiosplugin.Check:
@@ -256,6 +276,11 @@ def build(args: argparse.Namespace, deadline: Deadline) -> nagiosplugin.Check:
         raise plugin.UsageError(str(exc)) from exc
     if not attempts:
         raise plugin.UsageError("--tests/--skip leave no attempt to play")
+    source = args.source_address
+    if source and is_ip_address(args.hostname) \
+            and family_of(source) != family_of(args.hostname):
+        raise plugin.UsageError(f"--source-address {source} cannot speak to -H "
+                                f"{args.hostname}: one is IPv4, the other IPv6")
     control = CONTROL
     if args.local_recipient:
         local = args.local_recipient.strip("<>")
@@ -281,39 +306,63 @@ def build(args: argparse.Namespace, deadline: Deadline) -> nagiosplugin.Check:
 
 
 class OpenRelaySummary(plugin.ProblemSummary):
-    """The status line and long output, from the resource's report."""
+    """The status line and long output, from the resource's runs."""
 
     def __init__(self, resource: OpenRelay) -> None:
         super().__init__("")
         self.resource = resource
 
     def relayed_text(self, metric: nagiosplugin.Metric) -> str:
-        """The problem text of the ``relayed`` metric: how many, and which attempts."""
-        ids = [r.attempt.id for r in self.resource.report.results
-               if r.outcome is Outcome.RELAYED]
-        shown = ", ".join(ids[:6]) + (f", +{len(ids) - 6} more" if len(ids) > 6 else "")
-        return f"{metric.value} of {metric.max} relay attempts accepted ({shown})"
+        """The problem text of the ``relayed`` metric: how many, and which attempts where."""
+        groups = []
+        for run in self.resource.runs:
+            ids = [r.attempt.id for r in run.report.results if r.outcome is Outcome.RELAYED]
+            if not ids:
+                continue
+            shown = ", ".join(ids[:6]) + (f", +{len(ids) - 6} more" if len(ids) > 6 else "")
+            groups.append(f"{run.address}: {shown}" if self.resource.several else shown)
+        return f"{metric.value} of {metric.max} relay attempts accepted ({'; '.join(groups)})"
 
     def ok(self, results: nagiosplugin.Results) -> str:
-        report, options = self.resource.report, self.resource.options
-        tally = Tally.of(report.results)
-        control = report.control
-        text = (f"0 of {tally.attempts} relay attempts accepted; control "
-                f"{control.rcpt_command if control else ''} accepted")
-        if tally.timeouts and options is not None:
-            text += (f"; {tally.timeouts} attempt(s) timed out after "
-                     f"{options.command_timeout:g}s (counted as refused)")
-        return text
+        runs = self.resource.runs
+        tally = Tally.of([r for run in runs for r in run.report.results])
+        control = runs[0].report.control if runs else None
+        rcpt = control.rcpt_command if control else ""
+        if len(runs) > 1:
+            return (f"0 of {tally.attempts} relay attempts accepted on {len(runs)} addresses "
+                    f"({', '.join(run.address for run in runs)}); control {rcpt} accepted on "
+                    "each")
+        return f"0 of {tally.attempts} relay attempts accepted; control {rcpt} accepted"
+
+    def problem(self, results: nagiosplugin.Results) -> str:
+        """The problems, worst first; with several addresses, then the addresses found clean
+        (so that "not tested" is never read as "fine everywhere")."""
+        text = super().problem(results)
+        if not self.resource.several:
+            return text
+        clean: dict[int, list[str]] = {}  # attempts -> the clean addresses that played them
+        for run in self.resource.runs:
+            if is_clean(run):
+                clean.setdefault(len(run.report.results), []).append(run.address)
+        parts = [f"{', '.join(addresses)}: 0 of {attempts} relay attempts accepted"
+                 + (" each" if len(addresses) > 1 else "")
+                 for attempts, addresses in clean.items()]
+        return "; ".join([text, *parts])
 
     def verbose(self, results: nagiosplugin.Results) -> list[str]:
         out = list(self.resource.notes)
-        if self.resource.options is not None:
-            self._long(out, self.resource.report, self.resource.options)
+        for run in self.resource.runs:
+            if self.resource.several:
+                out.append(f"address {run.address}:")
+            self._long(out, run)
         return out
 
-    def _long(self, out: list[str], report: RelayReport, options: RelayOptions) -> None:
-        tally = Tally.of(report.results)
+    def _long(self, out: list[str], run: AddressRun) -> None:
+        report, options = run.report, run.options
         verbose = self.resource.args.verbose
+        out.extend(run.notes)
+        if run.stopped is not None and self.resource.several:
+            out.append(run.stopped.text)
         if report.banner is not None:
             out.append(f"banner: {report.banner}")
         if report.control is not None:
@@ -321,13 +370,21 @@ class OpenRelaySummary(plugin.ProblemSummary):
         out.extend(result.describe() for result in report.results)
         out.extend(f"note: {note}" for note in report.notes)
         if verbose >= 1:
-            per = report.round_trips / max(1, tally.attempts + 1)
+            per = report.round_trips / max(1, len(report.results) + 1)
             out.append(f"cost: {report.connections} connections, {report.round_trips} SMTP round "
                        f"trips ({per:.2f} per attempt), TLS {'yes' if report.tls else 'no'}, "
                        f"source {options.source_address or 'default'}")
         if verbose >= 3:
             out.append("transcript (-> sent, <- received, ** event):")
-            out.extend(self.resource.transcript.render())
+            out.extend(run.transcript.render())
+
+
+def is_clean(run: AddressRun) -> bool:
+    """Every attempt judged and refused, and the control accepted."""
+    tally = Tally.of(run.report.results)
+    control = run.report.control
+    return (run.played and control is not None and control.outcome is Outcome.RELAYED
+            and tally.judged == tally.attempts and not tally.relayed and not tally.tempfailed)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -281,6 +281,24 @@ class SMTPSession:
     def connected(self) -> bool:
         return self.sock is not None
 
+    def unread(self) -> bytes:
+        """What the server has sent that no read has taken yet, without waiting for more.
+
+        Before a command goes out this should be empty: anything here answers no command (a
+        reply too many, an unasked greeting) and would be taken for the next command's reply.
+        """
+        if self.sock is not None:
+            try:
+                self.sock.setblocking(False)
+                while len(self._buffer) <= MAX_LINE:
+                    chunk = self.sock.recv(65536)
+                    if not chunk:
+                        break  # the end of the stream stays for the next read to report
+                    self._buffer += chunk
+            except OSError:  # nothing more right now (BlockingIOError, SSLWantReadError), or a
+                pass  # reset, which the next read reports
+        return self._buffer
+
     # -- lines --------------------------------------------------------------------------
     def send_line(self, line: str | bytes, stage: str) -> None:
         """Send one command line exactly as given, plus CRLF."""
@@ -462,6 +480,32 @@ class SMTPSession:
     def _lost(self, stage: str) -> None:
         self.transcript.add("**", f"connection lost while {stage}")
         self.close()
+
+
+# RFC 5321 4.3.2 (and RFC 3207 for STARTTLS): the positive and intermediate replies each command
+# can get. Errors (4xx, 5xx) may answer any command.
+_POSITIVE_REPLIES: dict[str, frozenset[int]] = {
+    "EHLO": frozenset({250}), "HELO": frozenset({250}), "MAIL": frozenset({250}),
+    "RCPT": frozenset({250, 251}), "DATA": frozenset({354}), "RSET": frozenset({250}),
+    "NOOP": frozenset({250}), "QUIT": frozenset({221}), "STARTTLS": frozenset({220}),
+    "VRFY": frozenset({250, 251, 252}),
+}
+
+
+def command_verb(line: str) -> str:
+    """The verb of a command line, upper case: ``MAIL`` for ``mail from:<a@b>``."""
+    return line.strip().split(" ")[0].split(":")[0].upper()
+
+
+def can_answer(command: str, reply: Reply) -> bool:
+    """Whether ``reply`` can be the reply to ``command`` (RFC 5321 4.3.2).
+
+    A 220 never answers EHLO, a 354 only DATA, a 250 never DATA: a positive reply that does not
+    fit its command answers another one, and the replies are out of step with the commands.
+    Commands not in the table accept any reply.
+    """
+    allowed = _POSITIVE_REPLIES.get(command_verb(command))
+    return reply.code >= 400 or allowed is None or reply.code in allowed
 
 
 def parse_ehlo_extensions(reply: Reply) -> dict[str, str]:

@@ -17,8 +17,8 @@ class Outcome(Enum):
     SENDER_REFUSED = "sender refused"  # 5xx at MAIL FROM: the recipient was never judged
     TEMPFAILED = "tempfailed"  # 4xx at MAIL or RCPT: not a proper refusal (seed 000)
     REFUSED_AT_DATA = "refused at DATA"  # RCPT accepted, DATA refused (--depth data)
-    TIMEOUT = "timeout"  # no answer within the command timeout: counted as refused
-    ERROR = "error"  # could not be played (connection lost twice, garbage reply)
+    TIMEOUT = "timeout"  # no answer within the command timeout: not judged
+    ERROR = "error"  # could not be played (connection lost twice, replies out of step, garbage)
     NOT_RUN = "not run"  # the time budget ran out before it
 
     @property
@@ -27,7 +27,9 @@ class Outcome(Enum):
 
 
 # Outcomes that show the server did not relay this form.
-NOT_RELAYED = {Outcome.REFUSED, Outcome.SENDER_REFUSED, Outcome.REFUSED_AT_DATA, Outcome.TIMEOUT}
+NOT_RELAYED = {Outcome.REFUSED, Outcome.SENDER_REFUSED, Outcome.REFUSED_AT_DATA}
+# Outcomes of attempts the server never answered for: nothing is known about the form.
+NOT_JUDGED = {Outcome.TIMEOUT, Outcome.ERROR, Outcome.NOT_RUN}
 
 
 @dataclass
@@ -88,11 +90,15 @@ def classify(mail_reply: Reply | None, rcpt_reply: Reply | None) -> tuple[Outcom
 
 
 def classify_data(data_reply: Reply) -> tuple[Outcome, str]:
-    """After an accepted outside RCPT, judge the DATA reply (only with --depth data)."""
-    if data_reply.intermediate:
+    """After an accepted outside RCPT, judge the DATA reply (only with --depth data).
+
+    Only 354 says the server would take the message; a 2xx cannot answer DATA (the runner
+    treats it as replies out of step before it gets here) and is not judged.
+    """
+    if data_reply.code == 354:
         return Outcome.RELAYED, "354 at DATA: the server would take the message"
-    if data_reply.positive:
-        return Outcome.RELAYED, f"unexpected {data_reply.code} at DATA"
+    if data_reply.positive or data_reply.intermediate:
+        return Outcome.ERROR, f"{data_reply.code} cannot answer DATA: not judged"
     return Outcome.REFUSED_AT_DATA, "accepted at RCPT, refused at DATA"
 
 
@@ -124,5 +130,6 @@ class Tally:
         )
 
     @property
-    def completed(self) -> int:
-        return self.attempts - self.errors - self.not_run
+    def judged(self) -> int:
+        """Attempts the server answered for (relayed, refused or tempfailed)."""
+        return self.attempts - self.timeouts - self.errors - self.not_run
