@@ -75,7 +75,8 @@ def test_open_relay_listed_with_matching_ptr(lab: AuditLab) -> None:
                      r"127.0.0.25, 2 MX hosts, DMARC p=reject", out, re.MULTILINE)
     assert "a loopback address (this machine): it has no location" in out
     assert re.search(r"^\[OK      \] Bounces \(backscatter\): refuses unknown users at RCPT "
-                     r"\(550 5\.1\.1 <mailprobe-nosuch-[0-9a-f]+@relaylab\.test>", out, re.MULTILINE)
+                     r"\(550 5\.1\.1 <mailprobe-nosuch-[0-9a-f]+@relaylab\.test>", out,
+                     re.MULTILINE)
     assert out.rstrip().endswith("Overall: CRITICAL (exit 2)")
 
 

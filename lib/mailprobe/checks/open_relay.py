@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import nagiosplugin
 
 from mailprobe.checks import plugin
-from mailprobe.checks.plugin import OK, UNKNOWN, WARNING, finding_metric
+from mailprobe.checks.plugin import UNKNOWN, finding_metric
 from mailprobe.findings import Finding
 from mailprobe.net.deadline import Deadline
 from mailprobe.net.dns import is_ip_address
@@ -30,7 +30,7 @@ from mailprobe.probes.relay.catalogue import (
 from mailprobe.probes.relay.resolve import FAMILY_NAMES, family_of, resolve
 from mailprobe.probes.relay.runner import Depth, RelayOptions, StartTLS
 from mailprobe.probes.relay.survey import AddressRun, survey
-from mailprobe.probes.relay.verdict import Outcome, Tally
+from mailprobe.probes.relay.verdict import Outcome, Tally, control_finding, incomplete_finding
 
 NAME = "OPEN_RELAY"
 DESCRIPTION = """\
@@ -214,49 +214,14 @@ class OpenRelay(nagiosplugin.Resource):
             if run.stopped is not None:
                 metrics.append(self._metric(run.stopped, run.address))
                 continue
-            metrics.append(self._metric(control_finding(run), run.address))
-            incomplete = incomplete_finding(run)
+            assert run.report.control is not None
+            metrics.append(self._metric(control_finding(run.report.control), run.address))
+            incomplete = incomplete_finding(run.report.results, run.options.command_timeout)
             if incomplete is not None:
                 metrics.append(self._metric(incomplete, run.address))
         metrics += [self._metric(finding, "") for finding in self.untested]
         metrics.append(nagiosplugin.Metric("time", round(elapsed, 3), "s", min=0))
         return metrics
-
-
-def control_finding(run: AddressRun) -> Finding:
-    """What the control says about the run: accepted (OK), deferred, refused, not judged."""
-    control = run.report.control
-    assert control is not None
-    reply = control.deciding_reply
-    if control.outcome is Outcome.RELAYED:
-        return Finding(OK, "control", "control accepted")
-    if control.outcome is Outcome.TEMPFAILED:
-        return Finding(WARNING, "control", f"the server defers even {control.rcpt_command} "
-                       f"({reply}); relay status unproven")
-    if control.outcome is Outcome.TIMEOUT:
-        return Finding(UNKNOWN, "control", f"inconclusive: control timed out ({control.detail})")
-    if control.outcome in (Outcome.ERROR, Outcome.NOT_RUN):  # never judged
-        return Finding(UNKNOWN, "control", f"inconclusive: the control could not be played "
-                       f"({control.detail})")
-    what = control.rcpt_command or "the control"
-    return Finding(UNKNOWN, "control", f"inconclusive: control {what} not accepted "
-                   f"({reply or control.detail})")
-
-
-def incomplete_finding(run: AddressRun) -> Finding | None:
-    """UNKNOWN when an attempt was not judged: never answered, not played, or out of step."""
-    results = run.report.results
-    tally = Tally.of(results)
-    if tally.judged == tally.attempts:
-        return None
-    reasons: list[str] = []
-    if tally.timeouts:
-        reasons.append(f"{tally.timeouts} never answered within --command-timeout "
-                       f"{run.options.command_timeout:g}s")
-    reasons += sorted({r.detail for r in results
-                       if r.outcome in (Outcome.ERROR, Outcome.NOT_RUN) and r.detail})
-    return Finding(UNKNOWN, "incomplete", f"only {tally.judged} of {tally.attempts} attempts "
-                   f"could be played ({'; '.join(reasons)[:200]})")
 
 
 def build(args: argparse.Namespace, deadline: Deadline) -> nagiosplugin.Check:

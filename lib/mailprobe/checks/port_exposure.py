@@ -297,7 +297,7 @@ def selected_ports(args: argparse.Namespace) -> list[int]:
 
 def guess_domain(server_name: str) -> str | None:
     """The mail domain a banner's host name suggests (as check_open_relay guesses it)."""
-    from mailprobe.checks.open_relay import guess_mail_domain  # only with --relay-check
+    from mailprobe.probes.domains import guess_mail_domain  # only with --relay-check
 
     return guess_mail_domain(server_name)
 

@@ -13,6 +13,7 @@ from mailprobe.checks import plugin
 from mailprobe.net.deadline import Deadline
 from mailprobe.net.dns import Lookup, is_ip_address, make_resolver, resolve_target
 from mailprobe.net.smtp import SMTPSession, Transcript, greeting_name
+from mailprobe.probes.domains import guess_mail_domain
 from mailprobe.probes.relay.catalogue import AddressError, check_domain, check_local_part
 
 
@@ -26,19 +27,6 @@ def choose_address(args: argparse.Namespace, deadline: Deadline) -> str | None:
         addresses = resolve_target(args.hostname, Lookup(resolver, deadline), family)
     wanted = [a for a in addresses if family == 0 or (":" in a) == (family == 6)]
     return sorted(wanted, key=lambda a: ":" in a)[0] if wanted else None  # IPv4 first
-
-
-def guess_mail_domain(server_name: str) -> str | None:
-    """The registrable domain of the banner's host name (Public Suffix List), or None."""
-    if not server_name or "." not in server_name.strip("."):
-        return None
-    try:
-        check_domain(server_name, "banner name")
-    except AddressError:
-        return None
-    from publicsuffixlist import PublicSuffixList  # loaded only when guessing
-
-    return PublicSuffixList().privatesuffix(server_name.lower().rstrip(".")) or None
 
 
 def banner_domain(address: str, args: argparse.Namespace, deadline: Deadline,

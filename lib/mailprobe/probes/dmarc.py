@@ -12,32 +12,19 @@ from typing import TYPE_CHECKING
 
 from mailprobe.findings import OK, UNKNOWN, WARNING, Finding
 from mailprobe.net.dns import DNSFailure, Lookup
+from mailprobe.probes.domains import registrable_domain
 
 POLICIES = ("none", "quarantine", "reject")
 
 
 if TYPE_CHECKING:
-    from publicsuffixlist import PublicSuffixList
+    pass
 
 
 @lru_cache(maxsize=1)
-def _psl() -> PublicSuffixList:
-    from publicsuffixlist import PublicSuffixList  # loaded only when a look-up needs it
-
-    return PublicSuffixList()  # the list bundled with the package: no network
-
-
 def organizational_domain(name: str) -> str | None:
-    """The registrable domain of ``name`` (``mx1.mail.example.co.uk`` -> ``example.co.uk``).
-
-    TLDs missing from the list (the lab's ``.test``) are treated as one-label public suffixes
-    (the PSL's implicit ``*`` rule), so ``mail.example.test`` gives ``example.test``. None when
-    the name is itself a public suffix or a single label.
-    """
-    name = name.strip().rstrip(".").lower()
-    if not name or "." not in name:
-        return None
-    return _psl().privatesuffix(name)
+    """The organizational domain (RFC 7489 3.2): the registrable domain of ``name``."""
+    return registrable_domain(name)
 
 
 class DMARCSyntaxError(ValueError):

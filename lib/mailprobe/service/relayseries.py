@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 
 from mailprobe.net.deadline import BudgetExhausted, Deadline
 from mailprobe.net.smtp import Transcript, ip_literal
+from mailprobe.probes.domains import guess_mail_domain
 from mailprobe.probes.relay.catalogue import (
     CATALOGUE,
     CONTROL,
-    AddressError,
     RelayAttempt,
     Targets,
-    check_domain,
 )
 from mailprobe.probes.relay.runner import (
     Depth,
@@ -96,17 +95,6 @@ def _record(result: AttemptResult) -> AttemptRecord:
                          result.detail)
 
 
-def guess_mail_domain(server_name: str) -> str:
-    """The registrable domain of the banner's host name, '' when there is none."""
-    from mailprobe.probes.dmarc import organizational_domain
-
-    try:
-        check_domain(server_name, "banner name")
-    except AddressError:
-        return ""
-    return organizational_domain(server_name) or ""
-
-
 def play(address: str, settings: SeriesSettings, attempt_ids: list[str],
          mail_domain: str = "") -> SeriesOutcome:
     """One try: the control and the chosen attempts against ``address``."""
@@ -123,7 +111,7 @@ def play(address: str, settings: SeriesSettings, attempt_ids: list[str],
     try:
         if not mail_domain:
             runner.open()
-            guessed = guess_mail_domain(runner.report.server_name)
+            guessed = guess_mail_domain(runner.report.server_name) or ""
             if not guessed:
                 runner.close()
                 outcome.kind = NO_DOMAIN

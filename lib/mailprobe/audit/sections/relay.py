@@ -20,7 +20,13 @@ from mailprobe.probes.relay.runner import (
     ServiceDown,
     StartTLS,
 )
-from mailprobe.probes.relay.verdict import AttemptResult, Outcome, Tally
+from mailprobe.probes.relay.verdict import (
+    AttemptResult,
+    Outcome,
+    Tally,
+    control_finding,
+    incomplete_finding,
+)
 
 KEY = "relay"
 MAX_TRANSCRIPT = 400  # lines kept as evidence
@@ -46,7 +52,7 @@ def run(ctx: MailerContext) -> Section:
     where = f"{ctx.address} port {options.port}"
     try:
         report = runner.run(list(CATALOGUE))
-        findings = judge(report)
+        findings = judge(report, relay_options.command_timeout)
     except ServiceDown as exc:
         findings = [Finding(CRITICAL, "service-down", f"mail service down: {exc}")]
         report = runner.report
@@ -65,7 +71,7 @@ def run(ctx: MailerContext) -> Section:
                                                                         domain.name))
 
 
-def judge(report: RelayReport) -> list[Finding]:
+def judge(report: RelayReport, command_timeout: float) -> list[Finding]:
     """The relay verdict as findings (the rules of check_open_relay: any relayed attempt is
     CRITICAL, a 4xx is not a proper refusal, a refused control makes it inconclusive)."""
     tally = Tally.of(report.results)
@@ -80,31 +86,15 @@ def judge(report: RelayReport) -> list[Finding]:
         findings.append(Finding(WARNING, "tempfailed", f"{tally.tempfailed} of {tally.attempts} "
                                 "relay attempts answered 4xx (a temporary refusal is not a "
                                 "proper relay refusal)"))
-    findings.append(_control(report.control))
-    if tally.errors or tally.not_run:
-        reasons = sorted({r.detail for r in report.results
-                          if r.outcome in (Outcome.ERROR, Outcome.NOT_RUN) and r.detail})
-        findings.append(Finding(UNKNOWN, "incomplete", f"only {tally.completed} of "
-                                f"{tally.attempts} attempts could be played "
-                                f"({'; '.join(reasons)[:200]})"))
+    findings.append(control_finding(report.control) if report.control is not None else
+                    Finding(UNKNOWN, "control", "inconclusive: the control was not played"))
+    incomplete = incomplete_finding(report.results, command_timeout)
+    if incomplete is not None:
+        findings.append(incomplete)
     if not relayed and not tally.tempfailed:
         findings.insert(0, Finding(OK, "closed", f"0 of {tally.attempts} relay attempts "
                                    "accepted"))
     return findings
-
-
-def _control(control: AttemptResult | None) -> Finding:
-    if control is None:
-        return Finding(UNKNOWN, "control", "inconclusive: the control was not played")
-    reply = control.deciding_reply
-    if control.outcome is Outcome.RELAYED:
-        return Finding(OK, "control", f"control {control.rcpt_command} accepted")
-    if control.outcome is Outcome.TEMPFAILED:
-        return Finding(WARNING, "control", f"the server defers even {control.rcpt_command} "
-                       f"({reply}); relay status unproven")
-    what = control.rcpt_command or "the control"
-    return Finding(UNKNOWN, "control", f"inconclusive: control {what} not accepted "
-                   f"({reply or control.detail})")
 
 
 def evidence(report: RelayReport, transcript: Transcript, domain: str) -> dict[str, object]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import re
-from functools import lru_cache
+
+from mailprobe.probes.domains import public_suffixes
 
 
 def normalise_name(name: str) -> str:
@@ -74,23 +75,13 @@ GENERIC_WORDS = frozenset({
 })
 
 
-@lru_cache(maxsize=1)
-def _public_suffixes() -> object | None:
-    try:
-        from publicsuffixlist import PublicSuffixList
-    except ImportError:  # pragma: no cover - it is a declared dependency
-        return None
-    return PublicSuffixList()
-
-
 def host_part(name: str) -> str:
     """The labels left of the registrable domain (``c-1-2-3-4.hsd1`` of ``…comcast.net``).
 
     Falls back to everything but the last two labels; a bare registrable domain yields ''.
     """
     name = normalise_name(name)
-    psl = _public_suffixes()
-    registrable = psl.privatesuffix(name) if psl is not None else None  # type: ignore[attr-defined]
+    registrable = public_suffixes().privatesuffix(name)
     if not registrable:
         labels = name.split(".")
         registrable = ".".join(labels[-2:]) if len(labels) > 2 else ""

@@ -11,15 +11,14 @@ finding that says why the series could not be played there.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from mailprobe.findings import CRITICAL, UNKNOWN, Finding
 from mailprobe.net.deadline import BudgetExhausted, Deadline
 from mailprobe.net.smtp import Transcript
-from mailprobe.probes.relay.catalogue import AddressError, RelayAttempt, check_domain
+from mailprobe.probes.domains import guess_mail_domain
+from mailprobe.probes.relay.catalogue import RelayAttempt
 from mailprobe.probes.relay.runner import (
     CannotReach,
     RelayOptions,
@@ -47,24 +46,6 @@ class AddressRun:
     @property
     def played(self) -> bool:
         return self.stopped is None and self.report.control is not None
-
-
-@functools.cache
-def _public_suffixes() -> Any:
-    from publicsuffixlist import PublicSuffixList  # loaded only when guessing
-
-    return PublicSuffixList()
-
-
-def guess_mail_domain(server_name: str) -> str | None:
-    """The registrable domain of the banner's host name (Public Suffix List), or None."""
-    if not server_name or "." not in server_name.strip("."):
-        return None
-    try:
-        check_domain(server_name, "banner name")
-    except AddressError:
-        return None
-    return _public_suffixes().privatesuffix(server_name.lower().rstrip(".")) or None
 
 
 def play_address(options: RelayOptions, attempts: list[RelayAttempt], deadline: Deadline,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from mailprobe.findings import OK, UNKNOWN, WARNING, Finding
 from mailprobe.net.smtp import Reply
 from mailprobe.probes.relay.catalogue import RelayAttempt
 
@@ -133,3 +134,38 @@ class Tally:
     def judged(self) -> int:
         """Attempts the server answered for (relayed, refused or tempfailed)."""
         return self.attempts - self.timeouts - self.errors - self.not_run
+
+
+# -- findings shared by every front door (check_open_relay, the report) -----------------------
+
+def control_finding(control: AttemptResult) -> Finding:
+    """What the control says about a run: accepted (OK), deferred, refused, not judged."""
+    reply = control.deciding_reply
+    if control.outcome is Outcome.RELAYED:
+        return Finding(OK, "control", "control accepted")
+    if control.outcome is Outcome.TEMPFAILED:
+        return Finding(WARNING, "control", f"the server defers even {control.rcpt_command} "
+                       f"({reply}); relay status unproven")
+    if control.outcome is Outcome.TIMEOUT:
+        return Finding(UNKNOWN, "control", f"inconclusive: control timed out ({control.detail})")
+    if control.outcome in (Outcome.ERROR, Outcome.NOT_RUN):  # never judged
+        return Finding(UNKNOWN, "control", f"inconclusive: the control could not be played "
+                       f"({control.detail})")
+    what = control.rcpt_command or "the control"
+    return Finding(UNKNOWN, "control", f"inconclusive: control {what} not accepted "
+                   f"({reply or control.detail})")
+
+
+def incomplete_finding(results: list[AttemptResult], command_timeout: float) -> Finding | None:
+    """UNKNOWN when an attempt was not judged: never answered, not played, or out of step."""
+    tally = Tally.of(results)
+    if tally.judged == tally.attempts:
+        return None
+    reasons: list[str] = []
+    if tally.timeouts:
+        reasons.append(f"{tally.timeouts} never answered within --command-timeout "
+                       f"{command_timeout:g}s")
+    reasons += sorted({r.detail for r in results
+                       if r.outcome in (Outcome.ERROR, Outcome.NOT_RUN) and r.detail})
+    return Finding(UNKNOWN, "incomplete", f"only {tally.judged} of {tally.attempts} attempts "
+                   f"could be played ({'; '.join(reasons)[:200]})")
