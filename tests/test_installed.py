@@ -170,9 +170,11 @@ postmaster = "postmaster@relaylab.test"
 
 def test_the_wheel_file_itself(tmp_path: Path) -> None:
     """``pip wheel`` from the checkout: the archive lists every package (no lab, no tests)."""
+    import shutil
     import subprocess
     import sys
 
+    shutil.rmtree(ROOT / "build", ignore_errors=True)  # stale modules would ship again
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
                            "--no-build-isolation", "--wheel-dir", str(tmp_path), str(ROOT)],
                           capture_output=True, text=True, timeout=600)

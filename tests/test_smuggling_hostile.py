@@ -17,6 +17,9 @@ DOWN = r"mail service down: no usable banner: "
 WITHIN = DOWN + r"no complete reply from .* while waiting for the banner"
 AT_BANNER = r"inconclusive: 127\.0\.0\.1 refuses this vantage point at the banner \("
 SMUGGLED = r"ends DATA at \d of 9 non-standard sequences: <LF>\.<LF>, "
+# a server that dies mid-series: how many sequences it judged first depends on the machine's
+# load (the connections run in parallel); <LF>.<LF>, the first connection's, always is
+SMUGGLED_FIRST = r"ends DATA at \d of 9 non-standard sequences: <LF>\.<LF>[ ,]"
 ALL_OPEN = r"ends DATA at 5 of 9 non-standard sequences: <LF>\.<LF>, <LF>\.<CR><LF>, "
 NOT_JUDGED = r"9 of 9 sequences could not be judged \("
 NO_RCPT_TEST = r"inconclusive: the RCPT test could not be completed \("
@@ -79,10 +82,10 @@ EXPECTED: dict[str, tuple[Expect, Expect]] = {
                          Expect(UNKNOWN, NO_RCPT_TEST + r"no complete reply")),
     # dies after 12 commands in all: the first connection's <LF>.<LF> is judged (a wait long
     # enough for a loaded machine), the parallel connections share what is left
-    "dies-mid-series-closed": (Expect(CRITICAL, SMUGGLED + r".*sequences could not be judged",
+    "dies-mid-series-closed": (Expect(CRITICAL, SMUGGLED_FIRST + r".*sequences could not be judged",
                                       ("--wait", "3"), timeout=8),
                                Expect(WARNING, ACCEPTS)),
-    "dies-mid-series-open": (Expect(CRITICAL, SMUGGLED + r".*sequences could not be judged",
+    "dies-mid-series-open": (Expect(CRITICAL, SMUGGLED_FIRST + r".*sequences could not be judged",
                                     ("--wait", "3"), timeout=8),
                              Expect(WARNING, ACCEPTS)),
     "control-refused-but-relays": (Expect(UNKNOWN, NOT_JUDGED + r"RCPT TO answered 550 5\.1\.1"),
