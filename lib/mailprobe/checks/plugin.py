@@ -131,6 +131,26 @@ def add_helo(group: argparse._ArgumentGroup, help: str) -> None:
     group.add_argument("--helo", "--ehlo", dest="helo", metavar="NAME", help=help)
 
 
+def add_list_tests(group: argparse._ArgumentGroup, catalogue: Callable[[], str],
+                   help: str) -> None:
+    """``--list-tests``: print ``catalogue()`` (the plugin's tests as data) and exit 0."""
+
+    class ListTests(argparse.Action):
+        def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+            super().__init__(option_strings, dest, nargs=0, help=help)
+
+        def __call__(self, *args: object, **kwargs: object) -> None:
+            sys.stdout.write(catalogue())
+            sys.exit(0)
+
+    group.add_argument("--list-tests", action=ListTests)
+
+
+def id_list(text: str | None) -> list[str] | None:
+    """The ids of ``--tests``/``--skip`` (comma-separated); None when the option is absent."""
+    return [part.strip() for part in text.split(",") if part.strip()] if text else None
+
+
 _HOST_LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\Z")
 
 

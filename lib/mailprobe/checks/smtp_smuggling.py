@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import socket
-import sys
 import time
 from collections.abc import Sequence
 
@@ -72,7 +71,7 @@ def build_parser() -> plugin.PluginArgumentParser:
                        metavar="SECONDS", help="wait per SMTP command (default 20)")
     probe.add_argument("--tests", metavar="ID,...", help="play only these tests")
     probe.add_argument("--skip", metavar="ID,...", help="leave these tests out")
-    probe.add_argument("--list-tests", action=_ListTests, help="print the tests and exit")
+    plugin.add_list_tests(probe, list_tests, "print the tests and exit")
     probe.add_argument("--pipelining-state", choices=["ok", "warning", "critical"],
                        default="ok", help="state when the server takes message text sent "
                        "before its 354 reply (default ok: a mitigation missing, not a flaw)")
@@ -86,19 +85,6 @@ def list_tests() -> str:
     lines.append(f"{PIPELINING:<{width}}  MAIL, RCPT, DATA and the message in one write, "
                  "before the 354 reply")
     return "\n".join(lines) + "\n"
-
-
-class _ListTests(argparse.Action):
-    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
-        super().__init__(option_strings, dest, nargs=0, help=kwargs.get("help"))  # type: ignore[arg-type]
-
-    def __call__(self, *args: object, **kwargs: object) -> None:
-        sys.stdout.write(list_tests())
-        sys.exit(0)
-
-
-def _ids(text: str | None) -> list[str] | None:
-    return [part.strip() for part in text.split(",") if part.strip()] if text else None
 
 
 PIPELINING_STATES = {"ok": OK, "warning": WARNING, "critical": CRITICAL}
@@ -205,7 +191,7 @@ def build(args: argparse.Namespace, deadline: Deadline) -> nagiosplugin.Check:
     if args.sender:
         args.sender = check_address(args.sender, "--sender")
     try:
-        sequences, pipelining = select(_ids(args.tests), _ids(args.skip))
+        sequences, pipelining = select(plugin.id_list(args.tests), plugin.id_list(args.skip))
     except KeyError as exc:
         raise plugin.UsageError(f"unknown test id {exc.args[0]} (see --list-tests)") from None
     if not sequences and not pipelining:
