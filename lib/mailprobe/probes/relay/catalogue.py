@@ -43,8 +43,8 @@ class Greeting(Enum):
 class Preamble(Enum):
     """A command sent after the greeting and before MAIL FROM, when the server offers it."""
 
-    XCLIENT = "xclient"  # XCLIENT ADDR=127.0.0.1 NAME=localhost (Postfix)
-    XFORWARD = "xforward"  # XFORWARD ADDR=127.0.0.1 NAME=localhost (Postfix)
+    XCLIENT = "xclient"  # XCLIENT NAME=localhost ADDR=127.0.0.1 (Postfix)
+    XFORWARD = "xforward"  # XFORWARD NAME=localhost ADDR=127.0.0.1 (Postfix)
     AUTH_PLAIN_NULL = "auth-plain-null"  # AUTH PLAIN with an empty user and password
     AUTH_LOGIN_NULL = "auth-login-null"  # AUTH LOGIN with an empty user and password
     AUTH_ANONYMOUS = "auth-anonymous"  # AUTH ANONYMOUS (RFC 4505)
@@ -230,9 +230,9 @@ CATALOGUE: tuple[RelayAttempt, ...] = (
               Greeting.PTR_NAME),
     _sequence("helo-mail-domain", "greeting with the server's mail domain", Greeting.MAIL_DOMAIN),
     # -- issue 13: trusted-client extensions and AUTH without a password --------------------
-    _preamble("xclient-loopback", "XCLIENT ADDR=127.0.0.1 NAME=localhost, then relay",
+    _preamble("xclient-loopback", "XCLIENT NAME=localhost ADDR=127.0.0.1, then relay",
               Preamble.XCLIENT),
-    _preamble("xforward-loopback", "XFORWARD ADDR=127.0.0.1 NAME=localhost, then relay",
+    _preamble("xforward-loopback", "XFORWARD NAME=localhost ADDR=127.0.0.1, then relay",
               Preamble.XFORWARD),
     _preamble("auth-plain-null", "AUTH PLAIN with an empty user and password, then relay",
               Preamble.AUTH_PLAIN_NULL),
