@@ -85,6 +85,17 @@ PRESETS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     "percent_hole": (
         {"mydestination": f"mx.{LAB_DOMAIN}, localhost", "relay_domains": LAB_DOMAIN,
          "relay_recipient_maps": "", "allow_untrusted_routing": "yes"}, {}),
+    # Classic hole (issue 13): more HELO names trusted, none of them the banner's name.
+    "helo_trust_names": (
+        {"smtpd_relay_restrictions": "permit_mynetworks, check_helo_access "
+         "texthash:${config_directory}/helo_access, reject_unauth_destination"},
+        {"helo_access": f"localhost.localdomain OK\ngw.{LAB_DOMAIN} OK\n"}),
+    # Closed, but XCLIENT is open to every client (smtpd_authorized_xclient_hosts): anyone may
+    # claim to be 127.0.0.1, which is in mynetworks, and relay (Postfix XCLIENT_README).
+    "xclient_open": ({"smtpd_authorized_xclient_hosts": "0.0.0.0/0"}, {}),
+    # Closed, with XFORWARD open to every client: XFORWARD changes only what is logged and
+    # passed on, never the relay decision.
+    "xforward_open": ({"smtpd_authorized_xforward_hosts": "0.0.0.0/0"}, {}),
     # Rejects every recipient (even postmaster): a relay test is inconclusive.
     "reject_all": ({"smtpd_relay_restrictions": "reject"}, {}),
     # Postfix's own default: 454 4.7.1 (temporary) for relay attempts.

@@ -17,6 +17,9 @@ from pathlib import Path
 from lab.postfix import PostfixServer
 
 MAILBOX_DOMAIN = "mailbox.test"
+#: The relay tests' operator domain: delivered into the same Maildirs, but in no address class
+#: of the instance (see :class:`RelayingMailboxPostfix`).
+OPERATOR_DOMAIN = "operator.test"
 MAIL_UID = MAIL_GID = 65534
 
 #: name -> main.cf settings on top of the lab defaults (``local_recipient_maps`` lists the
@@ -102,3 +105,27 @@ class MailboxPostfix(PostfixServer):
 
     def __repr__(self) -> str:
         return f"MailboxPostfix({self.name!r}, {self.host}:{self.port})"
+
+
+class RelayingMailboxPostfix(MailboxPostfix):
+    """The Postfix under a relay test that also holds the operator's mailbox.
+
+    ``USER@operator.test`` is routed by ``transport_maps`` to virtual(8), into the Maildir
+    ``mail_root/USER``, but operator.test is in no address class (not mydestination, not a
+    virtual or relay domain): to smtpd it is an outside domain, so ``reject_unauth_destination``
+    refuses it to an outsider and only a relay (``relay`` settings: e.g. ``mynetworks =
+    0.0.0.0/0``, or an open XCLIENT) lets mail reach it. One instance, no SMTP client: the
+    relayed message never leaves Postfix, and nothing else is delivered anywhere.
+    """
+
+    def __init__(self, name: str, mail_root: Path, users: tuple[str, ...] = ("probe",), *,
+                 relay: dict[str, str] | None = None, **kwargs: object) -> None:
+        settings = {"transport_maps": "texthash:${config_directory}/transport", **(relay or {})}
+        super().__init__(name, mail_root, users, settings=settings,
+                         **kwargs)  # type: ignore[arg-type]
+        self.maps["vmailbox"] += "".join(f"{user}@{OPERATOR_DOMAIN} {user}/\n"
+                                         for user in users)
+        self.maps["transport"] = f"{OPERATOR_DOMAIN} virtual:\n"
+
+    def operator_address(self, user: str) -> str:
+        return f"{user}@{OPERATOR_DOMAIN}"

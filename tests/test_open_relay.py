@@ -10,13 +10,19 @@ import pytest
 from lab.dnsd import DNSBehaviour, ScriptedDNSServer
 from lab.postfix import LAB_DOMAIN, free_port_on_all
 from lab.smtpd import Behaviour, RelayPolicy, ScriptedSMTPServer
-from mailprobe.probes.relay.catalogue import CATALOGUE
+from mailprobe.probes.relay.catalogue import CATALOGUE, EVERY_ATTEMPT
 from tests.conftest import PluginRun, run_plugin
 
 pytestmark = pytest.mark.integration
 
 OUTSIDE = "127.0.0.2"  # outside every lab instance's mynetworks (127.0.0.1/32)
 ALL = len(CATALOGUE)
+# Not applicable to a lab Postfix probed by address without --nameserver: no PTR name looked
+# up, and neither XCLIENT, XFORWARD nor AUTH offered.
+PREAMBLES = {"xclient-loopback", "xforward-loopback", "auth-plain-null", "auth-login-null",
+             "auth-anonymous", "auth-ntlm-null"}
+NOT_APPLICABLE = {"helo-ptr-name", *PREAMBLES}
+APPLICABLE = ALL - len(NOT_APPLICABLE)
 # A backup MX for relaylab.test with allow_untrusted_routing = yes: the routed forms whose
 # last domain is relaylab.test are accepted (and would be relayed on), nothing else.
 PERCENT_HOLE_RELAYS = {"percent-hack-domain", "quoted-local-part-domain", "quoted-percent-domain",
@@ -37,26 +43,29 @@ def test_open_postfix_is_critical_and_every_form_relays(postfix_open) -> None:
     run = relay(postfix_open)
     assert run.returncode == 2, run.stdout
     assert run.summary.startswith(
-        f"OPEN_RELAY CRITICAL - {ALL} of {ALL} relay attempts accepted (plain, sender-null,")
-    assert run.perf_value("relayed") == ALL
+        f"OPEN_RELAY CRITICAL - {APPLICABLE} of {ALL} relay attempts accepted (plain, sender-null,")
+    assert run.perf_value("relayed") == APPLICABLE
     assert run.perf_value("attempts") == ALL
     assert run.perf_value("tempfailed") == 0
     assert run.perfdata["relayed"].split(";")[2] == "0"  # the default -c 0
     assert run.perfdata["time"].split(";")[0].endswith("s")
-    assert relayed_ids(run) == {a.id for a in CATALOGUE}
+    assert relayed_ids(run) == {a.id for a in CATALOGUE} - NOT_APPLICABLE
+    assert {line.split(":")[0] for line in run.long_output if "NOT APPLICABLE" in line} == {
+        f"[NOT APPLICABLE] {i}" for i in NOT_APPLICABLE}
     assert any(line.startswith("[ACCEPTED] control: ") for line in run.long_output)
 
 
 def test_closed_postfix_from_outside_is_ok(postfix_closed) -> None:
     run = relay(postfix_closed)
     assert run.returncode == 0, run.stdout
-    assert run.summary == (f"OPEN_RELAY OK - 0 of {ALL} relay attempts accepted; control "
+    assert run.summary == (f"OPEN_RELAY OK - 0 of {ALL} relay attempts accepted "
+                           f"({len(NOT_APPLICABLE)} not applicable); control "
                            "RCPT TO:<postmaster@relaylab.test> accepted")
     assert run.perf_value("relayed") == 0
     assert relayed_ids(run) == set()
     refused = [line for line in run.long_output if line.startswith(("[REFUSED]",
                                                                     "[SENDER REFUSED]"))]
-    assert len(refused) == ALL
+    assert len(refused) == APPLICABLE
 
 
 def test_closed_postfix_from_its_own_network_looks_open(postfix_closed) -> None:
@@ -85,7 +94,66 @@ def test_routed_address_forms_through_a_backup_mx_are_caught(postfix_percent_hol
 def test_trusting_the_helo_name_is_caught(postfix_helo_trust) -> None:
     run = relay(postfix_helo_trust)
     assert run.returncode == 2, run.stdout
-    assert relayed_ids(run) == {"helo-server-name", "helo-localhost"}
+    # its helo_access lists mx.relaylab.test, relaylab.test (the mail domain) and localhost
+    assert relayed_ids(run) == {"helo-server-name", "helo-localhost", "helo-mail-domain"}
+
+
+PTR_OF_LOOPBACK = f"1.0.0.127.in-addr.arpa. PTR gw.{LAB_DOMAIN}.\n"
+
+
+def test_trusting_localhost_localdomain_and_the_ptr_name_is_caught(postfix_factory) -> None:
+    """DSBL greeted with every name it knew of the server: the PTR name (looked up through
+    --nameserver) and localhost.localdomain are trusted here, the banner name is not."""
+    server = postfix_factory("helonames", preset="helo_trust_names")
+    with ScriptedDNSServer(DNSBehaviour(PTR_OF_LOOPBACK)) as dns:
+        run = relay(server, "--nameserver", dns.nameserver, "-vvv")
+    assert run.returncode == 2, run.stdout
+    assert relayed_ids(run) == {"helo-localhost-localdomain", "helo-ptr-name"}
+    assert f"-> EHLO gw.{LAB_DOMAIN}" in run.stdout
+    assert "-> EHLO localhost.localdomain" in run.stdout
+    without_dns = relay(server)
+    assert relayed_ids(without_dns) == {"helo-localhost-localdomain"}
+    assert ("[NOT APPLICABLE] helo-ptr-name: (PTR name not looked up (-H is an address and no "
+            "--nameserver is given))") in without_dns.long_output
+
+
+def test_no_ptr_name_is_not_applicable_and_a_failed_look_up_is_not_judged(postfix_closed) -> None:
+    from lab.dnsd import Fault
+
+    with ScriptedDNSServer(DNSBehaviour("")) as dns:
+        missing = relay(postfix_closed, "--nameserver", dns.nameserver, "--tests",
+                        "helo-ptr-name,plain")
+    with ScriptedDNSServer(DNSBehaviour("", fault=Fault(rcode="SERVFAIL"))) as dns:
+        failed = relay(postfix_closed, "--nameserver", dns.nameserver, "--tests",
+                       "helo-ptr-name,plain")
+    assert missing.returncode == 0, missing.stdout
+    assert "[NOT APPLICABLE] helo-ptr-name: (127.0.0.1 has no PTR name)" in missing.long_output
+    assert failed.returncode == 3, failed.stdout
+    assert failed.summary.startswith("OPEN_RELAY UNKNOWN - only 1 of 2 attempts could be played "
+                                     "(PTR look-up of 127.0.0.1 failed: ")
+
+
+def test_xclient_open_to_any_client_is_critical_even_when_every_plain_attempt_is_refused(
+        postfix_factory) -> None:
+    server = postfix_factory("xclientopen", preset="xclient_open")
+    run = relay(server, "-vvv")
+    assert run.returncode == 2, run.stdout
+    assert relayed_ids(run) == {"xclient-loopback"}
+    assert run.summary.startswith(f"OPEN_RELAY CRITICAL - 1 of {ALL} relay attempts accepted "
+                                  "(xclient-loopback)")
+    assert re.search(r"\[RELAYED\] xclient-loopback: .* -> 250 2\.1\.5 Ok \(after XCLIENT "
+                     r"NAME=localhost ADDR=127\.0\.0\.1 -> 220 mx\.relaylab\.test", run.stdout)
+    assert "-> XCLIENT NAME=localhost ADDR=127.0.0.1" in run.stdout
+
+
+def test_xforward_does_not_change_postfixs_relay_decision(postfix_factory) -> None:
+    server = postfix_factory("xforwardopen", preset="xforward_open")
+    run = relay(server, "--tests", "xforward-loopback,xclient-loopback,plain", "-vvv")
+    assert run.returncode == 0, run.stdout
+    assert "-> XFORWARD NAME=localhost ADDR=127.0.0.1" in run.stdout
+    assert re.search(r"\[REFUSED\] xforward-loopback: .* -> 554 5\.7\.1 .*\(after XFORWARD "
+                     r"NAME=localhost ADDR=127\.0\.0\.1 -> 250", run.stdout), run.stdout
+    assert "[NOT APPLICABLE] xclient-loopback: (XCLIENT not offered)" in run.long_output
 
 
 # Exim with an accept-everything RCPT ACL: it answers 501 to the forms it cannot parse
@@ -96,7 +164,7 @@ EXIM_OPEN_RELAYS = {
     "percent-hack-localhost", "quoted-local-part-domain", "quoted-percent-domain",
     "source-route-domain", "bang-path-domain", "quoted-bang-path-domain", "upper-case",
     "no-angle-brackets", "space-after-colon", "lower-case-verb", "helo-only", "helo-server-name",
-    "helo-localhost", "helo-server-ip",
+    "helo-localhost", "helo-server-ip", "helo-localhost-localdomain", "helo-mail-domain",
 }
 
 
@@ -117,9 +185,10 @@ def test_server_rejecting_everything_is_inconclusive(postfix_reject_all) -> None
 def test_temporary_relay_refusals_are_a_warning(postfix_defer) -> None:
     run = relay(postfix_defer)
     assert run.returncode == 1, run.stdout
-    assert run.summary.startswith(f"OPEN_RELAY WARNING - {ALL} of {ALL} relay attempts answered "
-                                  "4xx (a temporary refusal is not a proper relay refusal)")
-    assert run.perf_value("tempfailed") == ALL
+    assert run.summary.startswith(f"OPEN_RELAY WARNING - {APPLICABLE} of {ALL} relay attempts "
+                                  "answered 4xx (a temporary refusal is not a proper relay "
+                                  "refusal)")
+    assert run.perf_value("tempfailed") == APPLICABLE
     assert run.perf_value("relayed") == 0
 
 
@@ -204,7 +273,8 @@ def test_bad_options_are_unknown_with_one_line(args: list[str], message: str) ->
 def test_list_tests_prints_the_catalogue() -> None:
     run = run_plugin("check_open_relay", "--list-tests")
     assert run.returncode == 0
-    assert len(run.stdout.splitlines()) == ALL + 2  # header + control + attempts
+    assert len(run.stdout.splitlines()) == len(EVERY_ATTEMPT) + 2  # header, control, attempts
+    assert "header-from-own-domain" in run.stdout and "(--depth deliver only)" in run.stdout
 
 
 # -- every address of a name (issue 12) ---------------------------------------------------------
@@ -256,9 +326,9 @@ def test_dual_stack_postfix_closed_on_both_addresses_is_ok(postfix_factory,
     postfix_factory("dualclosed", NOBODY_TRUSTED, port=port, ipv6=True)
     run = by_name(port, dual_stack_dns)
     assert run.returncode == 0, run.stdout
-    assert run.summary == (f"OPEN_RELAY OK - 0 of {2 * ALL} relay attempts accepted on 2 "
-                           "addresses (127.0.0.1, ::1); control RCPT TO:<postmaster@relaylab.test> "
-                           "accepted on each")
+    assert run.summary == (f"OPEN_RELAY OK - 0 of {2 * ALL} relay attempts accepted "
+                           f"({2 * len(NOT_APPLICABLE)} not applicable) on 2 addresses (127.0.0.1, "
+                           "::1); control RCPT TO:<postmaster@relaylab.test> accepted on each")
     assert run.perf_value("relayed") == 0
     assert relayed_ids(run) == set()
     assert not any("out of step" in line for line in run.long_output), run.stdout

@@ -179,3 +179,82 @@ def test_a_name_with_too_many_addresses_is_probed_on_the_first_sixteen() -> None
                            + ": 0 of 1 relay attempts accepted each"), run.stdout
     assert contacted == hosts[:16]
     assert run.perf_value("addresses") == 16
+
+
+# -- AUTH without a password (issue 13) ---------------------------------------------------------
+class NullSessionRelay(Behaviour):
+    """Exchange 5.5 / Windows 2000 SMTP before MS02-011: an NTLM null session counts as
+    authenticated and may relay (``trust_failed``: so does any failed AUTH). The other
+    mechanisms answer 535. No real MTA in the lab does this."""
+
+    def __init__(self, trust_failed: bool = False) -> None:
+        super().__init__(ehlo_extensions=("PIPELINING", "AUTH PLAIN LOGIN ANONYMOUS NTLM",
+                                          "ENHANCEDSTATUSCODES"))
+        self.trust_failed = trust_failed
+
+    def handle(self, session: Session, line: str):
+        step = getattr(session, "sasl", "")
+        if not step:
+            return super().handle(session, line)
+        if step == "login-user":
+            session.sasl = "login-password"  # type: ignore[attr-defined]
+            return "334 UGFzc3dvcmQ6"
+        session.sasl = ""  # type: ignore[attr-defined]
+        if step == "ntlm" and line.startswith("TlRMTVNTUAADAAAA"):
+            session.trusted = True  # type: ignore[attr-defined]
+            return "235 2.7.0 Authentication successful"
+        return self._failed(session)
+
+    def _failed(self, session: Session) -> str:
+        session.trusted = self.trust_failed  # type: ignore[attr-defined]
+        return "535 5.7.8 Authentication credentials invalid"
+
+    def smtp_AUTH(self, session: Session, argument: str):
+        mechanism = argument.split(" ")[0].upper()
+        if mechanism == "NTLM":
+            session.sasl = "ntlm"  # type: ignore[attr-defined]
+            return "334 TlRMTVNTUAACAAAAAAAAAAAAAAABAgAAAAAAAAAAAAAAAAAAAAAAAA=="
+        if mechanism == "LOGIN":
+            session.sasl = "login-user"  # type: ignore[attr-defined]
+            return "334 VXNlcm5hbWU6"
+        return self._failed(session)
+
+    def accepts_recipient(self, session: Session, address) -> bool:
+        return getattr(session, "trusted", False) or super().accepts_recipient(session, address)
+
+
+AUTH_ATTEMPTS = "auth-plain-null,auth-login-null,auth-anonymous,auth-ntlm-null,plain"
+
+
+def test_an_ntlm_null_session_that_relays_is_critical() -> None:
+    with ScriptedSMTPServer(NullSessionRelay()) as server:
+        run = relay(server, "--tests", AUTH_ATTEMPTS, "-vvv")
+    assert run.returncode == 2, run.stdout
+    assert run.summary.startswith("OPEN_RELAY CRITICAL - 1 of 5 relay attempts accepted "
+                                  "(auth-ntlm-null)"), run.stdout
+    assert re.search(r"\[RELAYED\] auth-ntlm-null: .* -> 250 .*\(after AUTH NTLM without a "
+                     r"password -> 235 2\.7\.0", run.stdout), run.stdout
+    assert re.search(r"\[REFUSED\] auth-login-null: .*\(after AUTH LOGIN without a password -> "
+                     r"535 5\.7\.8", run.stdout), run.stdout
+    assert "-> AUTH PLAIN AAA=" in run.stdout      # empty user and password, never a guess
+    assert "-> AUTH ANONYMOUS bWFpbHByb2Jl" in run.stdout
+
+
+def test_a_relay_after_a_failed_auth_is_critical() -> None:
+    with ScriptedSMTPServer(NullSessionRelay(trust_failed=True)) as server:
+        run = relay(server, "--tests", AUTH_ATTEMPTS)
+    assert run.returncode == 2, run.stdout
+    assert run.summary.startswith("OPEN_RELAY CRITICAL - 4 of 5 relay attempts accepted "
+                                  "(auth-plain-null, auth-login-null, auth-anonymous, "
+                                  "auth-ntlm-null)"), run.stdout
+
+
+def test_auth_mechanisms_not_offered_are_not_applicable() -> None:
+    behaviour = Behaviour(ehlo_extensions=("PIPELINING", "AUTH PLAIN"))
+    with ScriptedSMTPServer(behaviour) as server:
+        run = relay(server, "--tests", AUTH_ATTEMPTS)
+    assert run.returncode == 0, run.stdout
+    assert run.summary.startswith("OPEN_RELAY OK - 0 of 5 relay attempts accepted (3 not "
+                                  "applicable)"), run.stdout
+    assert "[NOT APPLICABLE] auth-ntlm-null: (AUTH NTLM not offered)" in run.long_output
+    assert any(line.startswith("[REFUSED] auth-plain-null:") for line in run.long_output)

@@ -214,14 +214,162 @@ def _run(*outcomes: Outcome) -> AddressRun:
     return run
 
 
+def _incomplete(run: AddressRun):
+    return incomplete_finding(run.report.results, run.options.command_timeout)
+
+
 def test_a_series_judged_in_full_needs_no_excuse() -> None:
-    assert incomplete_finding(_run(Outcome.REFUSED, Outcome.SENDER_REFUSED,
-                                   Outcome.TEMPFAILED, Outcome.RELAYED)) is None
+    assert _incomplete(_run(Outcome.REFUSED, Outcome.SENDER_REFUSED, Outcome.TEMPFAILED,
+                            Outcome.RELAYED, Outcome.NOT_APPLICABLE)) is None
 
 
 def test_unanswered_attempts_make_the_series_unknown() -> None:
-    finding = incomplete_finding(_run(Outcome.REFUSED, Outcome.TIMEOUT, Outcome.TIMEOUT))
+    finding = _incomplete(_run(Outcome.REFUSED, Outcome.TIMEOUT, Outcome.TIMEOUT))
     assert finding is not None
     assert finding.level == Level.UNKNOWN
     assert finding.text == ("only 1 of 3 attempts could be played (2 never answered within "
                             "--command-timeout 2s)")
+
+
+# -- issue 13: new attempts, depth deliver, the delivery verdict ------------------------------
+
+def test_new_attempts_have_stable_ids_and_the_header_ones_only_play_at_depth_deliver() -> None:
+    from mailprobe.probes.relay.catalogue import EVERY_ATTEMPT, HEADER_ATTEMPTS, Preamble
+
+    ids = {a.id for a in CATALOGUE}
+    assert {"helo-localhost-localdomain", "helo-ptr-name", "helo-mail-domain",
+            "xclient-loopback", "xforward-loopback", "auth-plain-null", "auth-login-null",
+            "auth-anonymous", "auth-ntlm-null"} <= ids
+    assert {a.id for a in HEADER_ATTEMPTS} == {"header-from-own-domain",
+                                               "header-sender-own-domain"}
+    assert not ids & {a.id for a in HEADER_ATTEMPTS}
+    assert len({a.id for a in EVERY_ATTEMPT}) == len(EVERY_ATTEMPT)
+    assert {a.preamble for a in CATALOGUE if a.preamble} == set(Preamble)
+    assert [a.id for a in select()] == [a.id for a in CATALOGUE]
+
+
+def test_select_at_depth_deliver_drops_what_cannot_reach_the_operator() -> None:
+    from mailprobe.probes.relay.catalogue import NotPlayable
+
+    chosen = {a.id for a in select(deliver=True)}
+    assert "ip-literal-recipient" not in chosen     # {user}@[192.0.2.25]: not the operator
+    assert {"plain", "header-from-own-domain", "header-sender-own-domain"} <= chosen
+    operator = Targets(ext="operator.test", user="probe", dom="relaylab.test", ip="[127.0.0.1]")
+    for attempt in select(deliver=True):
+        assert "operator.test" in attempt.rcpt_command(operator).lower(), attempt.id
+    with pytest.raises(NotPlayable, match="ip-literal-recipient cannot be addressed"):
+        select(["ip-literal-recipient"], deliver=True)
+    with pytest.raises(NotPlayable, match="header-from-own-domain needs --depth deliver"):
+        select(["header-from-own-domain"])
+    assert [a.id for a in select(["plain", "header-from-own-domain"], deliver=True)] == [
+        "plain", "header-from-own-domain"]
+
+
+def test_preambles_name_the_extension_and_mechanism_they_need() -> None:
+    from mailprobe.probes.relay.catalogue import Preamble
+
+    assert Preamble.XCLIENT.extension == "XCLIENT" and Preamble.XCLIENT.mechanism == ""
+    assert Preamble.XFORWARD.extension == "XFORWARD"
+    assert [(p.extension, p.mechanism) for p in Preamble if p.extension == "AUTH"] == [
+        ("AUTH", "PLAIN"), ("AUTH", "LOGIN"), ("AUTH", "ANONYMOUS"), ("AUTH", "NTLM")]
+
+
+def test_ntlm_null_session_messages_carry_no_credentials() -> None:
+    import base64
+
+    from mailprobe.probes.relay.runner import NTLM_NEGOTIATE, NTLM_NULL_AUTHENTICATE
+
+    negotiate = base64.b64decode(NTLM_NEGOTIATE)
+    assert negotiate[:12] == b"NTLMSSP\x00\x01\x00\x00\x00" and len(negotiate) == 32
+    authenticate = base64.b64decode(NTLM_NULL_AUTHENTICATE)
+    assert authenticate[:12] == b"NTLMSSP\x00\x03\x00\x00\x00" and len(authenticate) == 64
+    for field in range(6):  # LM, NT, domain, user, workstation, session key: all empty at 64
+        buffer = authenticate[12 + 8 * field: 20 + 8 * field]
+        assert buffer[:4] == bytes(4) and int.from_bytes(buffer[4:], "little") == 64
+
+
+def test_header_values_are_filled_and_checked() -> None:
+    from mailprobe.probes.relay.catalogue import header_value
+
+    assert header_value("postmaster@{dom}", TARGETS) == "postmaster@relaylab.test"
+    bad = Targets(ext="x", user="u", dom="a>b", ip="[1]")
+    with pytest.raises(AddressError):
+        header_value("postmaster@{dom}", bad)
+
+
+def test_the_test_message_goes_to_the_operator_and_says_what_it_is() -> None:
+    from mailprobe.probes.relay.catalogue import BY_ID
+    from mailprobe.probes.relay.deliver import relay_message
+
+    operator = Targets(ext="operator.test", user="probe", dom="relaylab.test", ip="[127.0.0.1]")
+    plain = relay_message(BY_ID["plain"], operator, "probe@operator.test", "mx.relaylab.test")
+    lines = plain.lines()
+    assert lines[0] == "From: mailprobe test <probe@operator.test>"
+    assert lines[1] == "To: <probe@operator.test>"
+    assert plain.token.startswith("mailprobe-relay-plain-") and plain.token in lines[2]
+    assert "X-Mailprobe-Test: relay plain" in lines
+    assert any("relays mail from outside to outside" in line for line in lines)
+    other = relay_message(BY_ID["plain"], operator, "probe@operator.test", "mx.relaylab.test")
+    assert other.token != plain.token
+    header = relay_message(BY_ID["header-sender-own-domain"], operator, "probe@operator.test",
+                           "mx")
+    assert header.lines()[:2] == ["From: mailprobe test <probe@operator.test>",
+                                  "Sender: <postmaster@relaylab.test>"]
+    spoofed = relay_message(BY_ID["header-from-own-domain"], operator, "probe@operator.test",
+                            "mx")
+    assert spoofed.lines()[0] == "From: <postmaster@relaylab.test>"
+    assert spoofed.data().endswith(b"\r\n.\r\n")
+
+
+def test_the_end_of_message_reply_and_the_mailbox_decide_at_depth_deliver() -> None:
+    from mailprobe.probes.relay.deliver import Delivery
+    from mailprobe.probes.relay.proof import Watch, settle
+    from mailprobe.probes.relay.verdict import classify_message
+
+    assert classify_message(Reply(250, ["Ok: queued"]))[0] is Outcome.RELAYED
+    assert classify_message(Reply(550, ["header From: not ours"]))[0] is Outcome.REFUSED_AT_DATA
+    assert classify_message(Reply(451, ["later"]))[0] is Outcome.TEMPFAILED
+    arrived = AttemptResult(CATALOGUE[0], Outcome.RELAYED, delivery=Delivery("t1", 1.0, 0.4))
+    settle(arrived, Watch(watched=3.0))
+    assert arrived.outcome is Outcome.RELAYED
+    assert arrived.detail == "delivered: token seen in the mailbox after 0.4 s"
+    lost = AttemptResult(CATALOGUE[0], Outcome.RELAYED, delivery=Delivery("t2", 1.0))
+    settle(lost, Watch(watched=12.3))
+    assert lost.outcome is Outcome.ACCEPTED_NOT_DELIVERED
+    assert lost.detail == ("accepts outside recipients but did not deliver within 12 s: "
+                           "honeypot, catch-all, or a queue")
+    unwatched = AttemptResult(CATALOGUE[0], Outcome.RELAYED, delivery=Delivery("t3", 1.0))
+    settle(unwatched, Watch(error="login failed"))
+    assert unwatched.outcome is Outcome.ERROR       # never claimed either way
+    tally = Tally.of([arrived, lost, unwatched,
+                      AttemptResult(CATALOGUE[1], Outcome.NOT_APPLICABLE)])
+    assert (tally.delivered, tally.undelivered, tally.relayed, tally.inapplicable) == (1, 1, 1, 1)
+    assert tally.judged == 3
+    assert Outcome.NOT_APPLICABLE in NOT_RELAYED
+    assert Outcome.ACCEPTED_NOT_DELIVERED not in NOT_RELAYED | NOT_JUDGED
+    assert Outcome.ACCEPTED_NOT_DELIVERED.label == "ACCEPTED-NOT-DELIVERED"
+
+
+def test_the_mailbox_watch_settles_every_message_taken(tmp_path) -> None:
+    import time
+
+    from mailprobe.net.mailbox import open_mailbox, parse_mailbox_url
+    from mailprobe.probes.relay.deliver import Delivery
+    from mailprobe.probes.relay.proof import watch
+
+    for sub in ("new", "cur", "tmp"):
+        (tmp_path / sub).mkdir()
+    mailbox = open_mailbox(parse_mailbox_url(f"maildir:{tmp_path}"), Deadline(10))
+    sent = time.monotonic()
+    (tmp_path / "new" / "1.probe").write_bytes(b"Subject: x mailprobe-relay-plain-0011\n\nhi\n")
+    results = [AttemptResult(CATALOGUE[0], Outcome.RELAYED,
+                             delivery=Delivery("mailprobe-relay-plain-0011", sent)),
+               AttemptResult(CATALOGUE[1], Outcome.RELAYED,
+                             delivery=Delivery("mailprobe-relay-sender-null-0022", sent)),
+               AttemptResult(CATALOGUE[2], Outcome.REFUSED)]
+    report = watch(results, mailbox, Deadline(10), wait=0.5)
+    assert (report.messages, report.arrived, report.removed) == (2, 1, 1)
+    assert [r.outcome for r in results] == [Outcome.RELAYED, Outcome.ACCEPTED_NOT_DELIVERED,
+                                            Outcome.REFUSED]
+    assert results[0].delivery is not None and results[0].delivery.removed
+    assert list((tmp_path / "new").iterdir()) == []

@@ -25,6 +25,7 @@ from lab.auditlab import (
     OPEN_NAME,
     AuditLab,
 )
+from mailprobe.probes.relay.catalogue import CATALOGUE
 
 pytestmark = pytest.mark.integration
 
@@ -60,8 +61,9 @@ def test_open_relay_listed_with_matching_ptr(lab: AuditLab) -> None:
     proc = report(*lab.report_args(), "-t", "30", "--color", "never", OPEN_ADDRESS)
     out = proc.stdout
     assert proc.returncode == 2, out + proc.stderr
-    assert re.search(r"^\[CRITICAL\] Open relay: open relay: 38 of 38 relay attempts accepted",
-                     out, re.MULTILINE)
+    # the lab Postfix offers neither XCLIENT, XFORWARD nor AUTH, and no PTR name is tried
+    assert re.search(rf"^\[CRITICAL\] Open relay: open relay: {len(CATALOGUE) - 7} of "
+                     rf"{len(CATALOGUE)} relay attempts accepted", out, re.MULTILINE)
     assert "control RCPT TO:<postmaster@relaylab.test> accepted" in out
     assert f"mail domain relaylab.test: guessed from the PTR name {OPEN_NAME} of " \
            f"{OPEN_ADDRESS}" in out
@@ -83,7 +85,7 @@ def test_open_relay_listed_with_matching_ptr(lab: AuditLab) -> None:
 def test_closed_mailer_is_ok_and_exits_0(lab: AuditLab) -> None:
     proc = report(*lab.report_args(), "--color", "never", CLOSED_ADDRESS)
     assert proc.returncode == 0, proc.stdout
-    assert "[OK      ] Open relay: 0 of 38 relay attempts accepted" in proc.stdout
+    assert f"[OK      ] Open relay: 0 of {len(CATALOGUE)} relay attempts accepted" in proc.stdout
     assert "[OK      ] DNS blacklists: not listed on 1 of 1 look-ups" in proc.stdout
 
 

@@ -22,6 +22,7 @@ import pytest
 
 from lab.auditlab import CLOSED_ADDRESS, CLOSED_NAME, OPEN_ADDRESS, OPEN_NAME, AuditLab
 from lab.process import free_port, wait_for_tcp
+from mailprobe.probes.relay.catalogue import CATALOGUE
 
 pytestmark = pytest.mark.integration
 
@@ -193,7 +194,9 @@ def test_browser_type_host_press_enter_sections_fill_in(page: Page, browser: obj
 
     relay, dnsbl, identity = section("relay"), section("dnsbl"), section("identity")
     assert "level-critical" in relay.get_attribute("class")
-    assert "open relay: 38 of 38 relay attempts accepted" in relay.text
+    # the lab Postfix offers neither XCLIENT, XFORWARD nor AUTH, and no PTR name is tried
+    assert (f"open relay: {len(CATALOGUE) - 7} of {len(CATALOGUE)} relay attempts accepted"
+            in relay.text)
     assert "level-warning" in dnsbl.get_attribute("class")
     assert f"{OPEN_ADDRESS} is listed on bl.spamcop.net" in dnsbl.text and "Blocked" in dnsbl.text
     link = dnsbl.find_element(By.CSS_SELECTOR, ".links a")

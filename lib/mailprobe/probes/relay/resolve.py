@@ -24,6 +24,7 @@ from mailprobe.net.dns import (
     make_resolver,
     resolve_target,
 )
+from mailprobe.probes.relay.catalogue import AddressError, check_domain
 
 GRACE = 5.0  # seconds the slower family may take after the other one gave addresses
 FAMILY_NAMES = {4: "IPv4", 6: "IPv6"}
@@ -131,3 +132,28 @@ def _unique(addresses: list[str]) -> list[str]:
             ip = ip.ipv4_mapped
         unique.add(ip)
     return [str(ip) for ip in sorted(unique, key=lambda ip: (ip.version, int(ip)))]
+
+
+@dataclass
+class PTRName:
+    """The PTR name of an address for the ``helo-ptr-name`` attempt: the name, or why there is
+    none (``missing``: nothing to try) or the look-up failed (``failure``: not judged)."""
+
+    name: str = ""
+    missing: str = ""
+    failure: str = ""
+
+
+def ptr_name(address: str, nameservers: list[Nameserver] | None,
+             deadline: Deadline) -> PTRName:
+    """The first PTR name of ``address`` (in name order)."""
+    try:
+        names = sorted(_lookup(nameservers, deadline).ptr(address))
+    except (DNSFailure, BudgetExhausted) as exc:
+        return PTRName(failure=f"PTR look-up of {address} failed: {exc}")
+    if not names:
+        return PTRName(missing=f"{address} has no PTR name")
+    try:
+        return PTRName(name=check_domain(names[0], "PTR name"))
+    except AddressError:
+        return PTRName(missing=f"the PTR name of {address} is not a host name")

@@ -16,15 +16,26 @@ a pipelined batch left unanswered) its results are thrown away and every attempt
 is played alone on its own connection, one command at a time; an attempt out of step even
 then is an ERROR, never judged.
 
-Safety: DATA is only ever sent with ``depth="data"``, and then the connection is dropped as
-soon as the server answers 354, before any message text: nothing can be delivered.
+Safety: DATA is only ever sent with ``depth="data"`` or ``depth="deliver"``. At ``data`` the
+connection is dropped as soon as the server answers 354, before any message text: nothing can
+be delivered. At ``deliver`` an attempt accepted at RCPT gets one small labelled message
+(:mod:`mailprobe.probes.relay.deliver`) whose recipient is the operator's own address (the
+outside user and domain are the operator's then; attempts whose recipient is anything else
+are never played at that depth).
+
+Preambles (XCLIENT, XFORWARD, AUTH without a password) change what the server believes about
+the session, so an attempt with one is played alone on a connection of its own; it is tried
+only when the server offered the extension (and, for AUTH, the mechanism) in its reply to our
+EHLO, else it is NOT APPLICABLE without a connection.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import errno
 import socket
+import time
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -46,8 +57,21 @@ from mailprobe.net.smtp import (
     parse_ehlo_extensions,
     printable,
 )
-from mailprobe.probes.relay.catalogue import CONTROL, Greeting, RelayAttempt, Targets
-from mailprobe.probes.relay.verdict import AttemptResult, Outcome, classify, classify_data
+from mailprobe.probes.relay.catalogue import (
+    CONTROL,
+    Greeting,
+    Preamble,
+    RelayAttempt,
+    Targets,
+)
+from mailprobe.probes.relay.deliver import Delivery, relay_message
+from mailprobe.probes.relay.verdict import (
+    AttemptResult,
+    Outcome,
+    classify,
+    classify_data,
+    classify_message,
+)
 
 # Rejections we allow on one connection before opening a fresh one (Postfix: soft limit 10).
 ERRORS_PER_CONNECTION = 8
@@ -69,6 +93,20 @@ class StartTLS(Enum):
 class Depth(Enum):
     RCPT = "rcpt"
     DATA = "data"
+    DELIVER = "deliver"
+
+
+# The address and name an XCLIENT/XFORWARD preamble claims for the client.
+CLAIMED_ADDRESS = "127.0.0.1"
+CLAIMED_NAME = "localhost"
+# NTLM null session (MS02-011): a NEGOTIATE message, then an AUTHENTICATE message with empty
+# LM/NT responses, domain, user and workstation (every security buffer empty, at offset 64).
+NTLM_NEGOTIATE = base64.b64encode(
+    b"NTLMSSP\x00\x01\x00\x00\x00" + (0x00000207).to_bytes(4, "little")
+    + bytes(16)).decode()
+NTLM_NULL_AUTHENTICATE = base64.b64encode(
+    b"NTLMSSP\x00\x03\x00\x00\x00" + (bytes(4) + (64).to_bytes(4, "little")) * 6
+    + (0x00000201).to_bytes(4, "little")).decode()
 
 
 @dataclass
@@ -84,6 +122,11 @@ class RelayOptions:
     depth: Depth = Depth.RCPT
     command_timeout: float = 20.0
     control: RelayAttempt = CONTROL  # the local recipient that must be accepted
+    ptr_name: str = ""  # the PTR name of the address (Greeting.PTR_NAME), '' when none
+    ptr_note: str = ""  # why there is no PTR name to try (when ptr_name is '')
+    ptr_failure: str = ""  # the PTR look-up failed: helo-ptr-name is not judged
+    deliver_to: str = ""  # --depth deliver: the operator's address (user@ext of targets)
+    server: str = ""  # the server's name for the test message's text (-H)
 
 
 class ServiceDown(Exception):
@@ -138,6 +181,7 @@ class RelayReport:
     round_trips: int = 0
     tls: bool = False
     notes: list[str] = field(default_factory=list)
+    extensions: dict[str, str] | None = None  # what the server offered to our first EHLO
 
     def note(self, text: str) -> None:
         """Add a note once (the same event on every connection is one note)."""
@@ -167,6 +211,7 @@ class RelayRunner:
         self.waiting: RelayAttempt | None = None  # the attempt whose reply is being waited for
         self.partial: AttemptResult | None = None  # what it showed before that reply (DATA)
         self.last_reply: Reply | None = None  # the reply taken for the last command
+        self.preamble_note = ""  # what the preamble of the attempt being played got
         self._order: dict[str, int] = {}
 
     # -- connections ------------------------------------------------------------------------
@@ -261,6 +306,9 @@ class RelayRunner:
         self._hello(greeting)
         if self.options.starttls is not StartTLS.NEVER and greeting is not Greeting.HELO:
             self._starttls(greeting)
+        session = self.session
+        if greeting is Greeting.EHLO and self.report.extensions is None and session is not None:
+            self.report.extensions = dict(session.esmtp)
 
     def _hello(self, greeting: Greeting) -> Reply:
         session = self.session
@@ -271,6 +319,9 @@ class RelayRunner:
             Greeting.SERVER_NAME: self.report.server_name or self.options.targets.dom,
             Greeting.LOCALHOST: "localhost",
             Greeting.SERVER_IP: ip_literal(self.options.address),
+            Greeting.LOCALHOST_LOCALDOMAIN: "localhost.localdomain",
+            Greeting.PTR_NAME: self.options.ptr_name,
+            Greeting.MAIL_DOMAIN: self.options.targets.dom,
         }[greeting]
         helo_only = greeting is Greeting.HELO
         while session.unread().startswith(b"220") and b"\n" in session.unread():
@@ -381,12 +432,28 @@ class RelayRunner:
     def _play_next(self) -> None:
         """Play the head of the queue (with what can share its round trip)."""
         head = self.queue[0]
-        if self.session is not None and not self._reusable(head.greeting):
+        if head.greeting is Greeting.PTR_NAME and self.options.ptr_failure:
+            self._settle(head, Outcome.ERROR, self.options.ptr_failure)
+            return
+        inapplicable = self._inapplicable(head)
+        if inapplicable:
+            self._settle(head, Outcome.NOT_APPLICABLE, inapplicable)
+            return
+        if self.session is not None and (head.preamble is not None
+                                         or not self._reusable(head.greeting)):
             self.waiting, self.partial = None, None
             self.close()
         self.waiting, self.partial = head, None
+        self.preamble_note = ""
         if self.session is None:
             self._connect(head.greeting)
+            if head.preamble is not None:
+                self.session_greeting = None  # what follows the preamble is not reusable
+                refusal = self._preamble(head)
+                if refusal is not None:
+                    self._pend(refusal)
+                    self.close()
+                    return
         batch, quit_after = self._plan()
         self._play_batch(batch, quit_after)
         self.waiting, self.partial = None, None
@@ -406,15 +473,18 @@ class RelayRunner:
         session = self.session
         assert session is not None
         pipelining = "PIPELINING" in session.esmtp and not self.isolated
+        if head.preamble is not None:
+            return [head], True
         if (head is self.options.control or head.id in self.retried or not pipelining
-                or self.options.depth is Depth.DATA):
+                or self.options.depth is not Depth.RCPT):
             return [head], False
         usual_sender = self.options.control.mail_command(self.options.targets)
         budget = ERRORS_PER_CONNECTION - self.session_errors
         batch: list[RelayAttempt] = []
         cost, sender, spent = 0, None, False
         for attempt in queue:
-            if attempt.greeting is not head.greeting or attempt.id in self.retried:
+            if attempt.greeting is not head.greeting or attempt.id in self.retried \
+                    or attempt.preamble is not None:  # a preamble needs its own connection
                 break
             mail = attempt.mail_command(self.options.targets)
             extra = 1 + (mail != sender and mail != usual_sender)
@@ -427,7 +497,8 @@ class RelayRunner:
         # the connection ends after the batch when the greeting changes, or when it will have
         # used its error budget even if only the RCPTs are refused (as a closed server does)
         used_up = spent and self.session_errors + len(batch) >= ERRORS_PER_CONNECTION
-        ends = used_up or not rest or rest[0].greeting is not head.greeting
+        ends = (used_up or not rest or rest[0].greeting is not head.greeting
+                or rest[0].preamble is not None)
         return batch, ends
 
     def _play_batch(self, batch: list[RelayAttempt], quit_after: bool) -> None:
@@ -495,10 +566,13 @@ class RelayRunner:
             assert mail_reply is not None
             rcpt_reply = reply if mail_reply.positive else None  # else a "503 need MAIL"
             result = self._judge(attempt, mail_reply, rcpt_reply)
-            if result.outcome is Outcome.RELAYED and self.options.depth is Depth.DATA \
+            if result.outcome is Outcome.RELAYED and self.options.depth is not Depth.RCPT \
                     and attempt is not self.options.control:
                 self.partial = result
-                self._probe_data(result)
+                if self.options.depth is Depth.DATA:
+                    self._probe_data(result)
+                else:
+                    self._deliver(result)
                 continue
             self._pend(result)
 
@@ -535,6 +609,118 @@ class RelayRunner:
         else:
             self.last_reply = reply
             self.session_errors += 1
+
+    def _deliver(self, result: AttemptResult) -> None:
+        """--depth deliver: after an accepted RCPT, one labelled message to the operator's
+        address; the mailbox later tells whether it arrived (:mod:`.deliver`)."""
+        session = self.session
+        assert session is not None
+        options = self.options
+        self._nothing_unasked("before DATA")
+        reply = session.command("DATA", "waiting for the reply to DATA")
+        if not can_answer("DATA", reply):
+            raise OutOfStep(f"{reply} cannot answer DATA")
+        result.data_reply = reply
+        if reply.code != 354:
+            result.outcome, result.detail = classify_data(reply)
+            self.last_reply = reply
+            self.session_errors += 1
+            self.in_transaction = False
+            self._pend(result)
+            self.partial = None
+            return
+        message = relay_message(result.attempt, options.targets, options.deliver_to,
+                                options.server or options.address)
+        session.send_raw(message.data(), "sending the test message")
+        session.round_trips += 1
+        end = session.read_reply("waiting for the reply to the test message")
+        sent_at = time.monotonic()
+        if end.code == 354 or end.intermediate:
+            raise OutOfStep(f"{end} cannot answer the end of the message")
+        self.last_reply = end
+        self.in_transaction = False
+        result.data_reply = end
+        result.outcome, result.detail = classify_message(end)
+        if end.positive:
+            result.delivery = Delivery(message.token, sent_at)
+        else:
+            self.session_errors += 1
+        self._pend(result)
+        self.partial = None
+
+    def _inapplicable(self, attempt: RelayAttempt) -> str:
+        """Why ``attempt`` cannot be tried against this server ('' when it can)."""
+        if attempt.greeting is Greeting.PTR_NAME:
+            name = self.options.ptr_name
+            if not name:
+                return self.options.ptr_note or "no PTR name to greet with"
+            if name.lower() == self.report.server_name.lower().rstrip("."):
+                return f"the PTR name {name} is the banner's name (helo-server-name)"
+        preamble = attempt.preamble
+        offered = self.report.extensions
+        if preamble is None or offered is None:
+            return ""
+        if preamble.extension not in offered:
+            return f"{preamble.extension} not offered"
+        if preamble.mechanism and preamble.mechanism not in offered["AUTH"].upper().split():
+            return f"AUTH {preamble.mechanism} not offered"
+        return ""
+
+    def _preamble(self, attempt: RelayAttempt) -> AttemptResult | None:
+        """Send the attempt's preamble on the fresh connection. Returns the result when the
+        server refused it (XCLIENT/XFORWARD: no relay through it), else None; a failed AUTH is
+        noted and the attempt goes on (a relay after a failed AUTH is a hole too)."""
+        session = self.session
+        assert session is not None and attempt.preamble is not None
+        preamble = attempt.preamble
+        if preamble.extension not in session.esmtp:  # offered to the first EHLO only
+            return self._result(attempt, Outcome.NOT_APPLICABLE,
+                                detail=f"{preamble.extension} not offered on this connection")
+        stage = f"waiting for the reply to {preamble.extension}"
+        self._nothing_unasked(f"before {preamble.extension}")
+        if preamble in (Preamble.XCLIENT, Preamble.XFORWARD):
+            line = f"{preamble.extension} NAME={CLAIMED_NAME} ADDR={CLAIMED_ADDRESS}"
+            reply = session.command(line, stage)
+            if reply.code == 421:
+                raise Disconnected(f"the server closed the session: {reply}", stage)
+            if not reply.positive:
+                self.session_errors += 1
+                return self._result(attempt, Outcome.REFUSED, rcpt_reply=reply,
+                                    detail=f"{line} refused")
+            self.preamble_note = f"{line} -> {reply}"
+            self.last_reply = reply
+            if preamble is Preamble.XCLIENT and reply.code == 220:  # a new session: greet
+                self._hello(Greeting.EHLO)
+            return None
+        reply = self._auth(preamble, stage)
+        if reply.code == 421:
+            raise Disconnected(f"the server closed the session: {reply}", stage)
+        if not reply.positive:
+            self.session_errors += 1
+        self.last_reply = reply
+        self.preamble_note = f"AUTH {preamble.mechanism} without a password -> {reply}"
+        return None
+
+    def _auth(self, preamble: Preamble, stage: str) -> Reply:
+        """The AUTH exchange of ``preamble`` (never a password); the server's last reply."""
+        session = self.session
+        assert session is not None
+        if preamble is Preamble.AUTH_PLAIN_NULL:
+            return session.command("AUTH PLAIN " + base64.b64encode(b"\0\0").decode(), stage)
+        if preamble is Preamble.AUTH_ANONYMOUS:
+            return session.command("AUTH ANONYMOUS " + base64.b64encode(b"mailprobe").decode(),
+                                   stage)
+        if preamble is Preamble.AUTH_LOGIN_NULL:
+            reply = session.command("AUTH LOGIN", stage)
+            for _ in range(2):  # user name, password: both empty
+                if reply.code != 334:
+                    break
+                reply = session.command("", stage)  # an empty SASL response
+            return reply if reply.code != 334 else session.command("*", stage)
+        reply = session.command("AUTH NTLM " + NTLM_NEGOTIATE, stage)
+        if reply.code == 334:
+            reply = session.command(NTLM_NULL_AUTHENTICATE, stage)
+        return reply if reply.code != 334 else session.command("*", stage)
 
     def _quit_in_batch(self, pipelined: bool) -> None:
         """Read the reply to the QUIT that ended a batch (send it first when not pipelined)."""
@@ -605,6 +791,8 @@ class RelayRunner:
     def _judge(self, attempt: RelayAttempt, mail_reply: Reply,
                rcpt_reply: Reply | None) -> AttemptResult:
         outcome, detail = classify(mail_reply, rcpt_reply)
+        if attempt.preamble is not None and self.preamble_note:
+            detail = "; ".join(part for part in (f"after {self.preamble_note}", detail) if part)
         return self._result(attempt, outcome, attempt.mail_command(self.options.targets),
                             attempt.rcpt_command(self.options.targets), mail_reply, rcpt_reply,
                             detail)

@@ -66,6 +66,12 @@ def play_address(options: RelayOptions, attempts: list[RelayAttempt], deadline: 
             options.targets = dataclasses.replace(options.targets, dom=guessed)
             run.notes.append(f"mail domain {guessed} (guessed from the banner name "
                              f"{runner.report.server_name}; set --mail-domain)")
+            if options.deliver_to and within(options.targets.ext, guessed):
+                run.stopped = Finding(UNKNOWN, "deliver_to", f"bad option: --deliver-to "
+                                      f"{options.deliver_to} is in the server's own mail domain "
+                                      f"{guessed} (guessed from the banner): give an address "
+                                      "outside it", subject=options.address)
+                return run
         runner.run(attempts)
     except ServiceDown as exc:
         run.stopped = Finding(CRITICAL, "service", f"mail service down: {exc}",
@@ -83,6 +89,12 @@ def play_address(options: RelayOptions, attempts: list[RelayAttempt], deadline: 
     finally:
         runner.shutdown()
     return run
+
+
+def within(domain: str, mail_domain: str) -> bool:
+    """Whether ``domain`` is ``mail_domain`` or below it (case and final dot ignored)."""
+    domain, mail_domain = domain.lower().rstrip("."), mail_domain.lower().rstrip(".")
+    return domain == mail_domain or domain.endswith("." + mail_domain)
 
 
 def survey(addresses: list[str], make_options: Callable[[str], RelayOptions],

@@ -8,12 +8,15 @@ from enum import Enum
 from mailprobe.findings import OK, UNKNOWN, WARNING, Finding
 from mailprobe.net.smtp import Reply
 from mailprobe.probes.relay.catalogue import RelayAttempt
+from mailprobe.probes.relay.deliver import Delivery
 
 
 class Outcome(Enum):
     """What an attempt showed, from the relay point of view."""
 
-    RELAYED = "relayed"  # 2xx at RCPT for an outside recipient
+    RELAYED = "relayed"  # 2xx at RCPT for an outside recipient (--depth deliver: it arrived)
+    ACCEPTED_NOT_DELIVERED = "accepted-not-delivered"  # --depth deliver: taken, never arrived
+    NOT_APPLICABLE = "not applicable"  # the route does not exist (extension not offered, ...)
     REFUSED = "refused"  # 5xx at RCPT
     SENDER_REFUSED = "sender refused"  # 5xx at MAIL FROM: the recipient was never judged
     TEMPFAILED = "tempfailed"  # 4xx at MAIL or RCPT: not a proper refusal (seed 000)
@@ -28,7 +31,8 @@ class Outcome(Enum):
 
 
 # Outcomes that show the server did not relay this form.
-NOT_RELAYED = {Outcome.REFUSED, Outcome.SENDER_REFUSED, Outcome.REFUSED_AT_DATA}
+NOT_RELAYED = {Outcome.REFUSED, Outcome.SENDER_REFUSED, Outcome.REFUSED_AT_DATA,
+               Outcome.NOT_APPLICABLE}
 # Outcomes of attempts the server never answered for: nothing is known about the form.
 NOT_JUDGED = {Outcome.TIMEOUT, Outcome.ERROR, Outcome.NOT_RUN}
 
@@ -45,6 +49,7 @@ class AttemptResult:
     rcpt_reply: Reply | None = None
     data_reply: Reply | None = None
     detail: str = ""
+    delivery: Delivery | None = None  # --depth deliver: the message sent, and its arrival
 
     @property
     def deciding_reply(self) -> Reply | None:
@@ -90,6 +95,17 @@ def classify(mail_reply: Reply | None, rcpt_reply: Reply | None) -> tuple[Outcom
     return Outcome.ERROR, f"unexpected reply {rcpt_reply.code} to RCPT TO"
 
 
+def classify_message(end_reply: Reply) -> tuple[Outcome, str]:
+    """--depth deliver: the reply to the end of the test message. A 2xx leaves the verdict to
+    the mailbox (RELAYED until then); a 5xx refuses the message (a header check), a 4xx
+    defers it."""
+    if end_reply.positive:
+        return Outcome.RELAYED, "message accepted; waiting for it in the mailbox"
+    if end_reply.permanent:
+        return Outcome.REFUSED_AT_DATA, "accepted at RCPT, the message refused at its end"
+    return Outcome.TEMPFAILED, "the message deferred at its end (4xx)"
+
+
 def classify_data(data_reply: Reply) -> tuple[Outcome, str]:
     """After an accepted outside RCPT, judge the DATA reply (only with --depth data).
 
@@ -114,6 +130,9 @@ class Tally:
     timeouts: int
     errors: int
     not_run: int
+    undelivered: int = 0  # accepted, never arrived (--depth deliver)
+    delivered: int = 0  # arrived in the operator's mailbox (--depth deliver)
+    inapplicable: int = 0  # not applicable to this server
 
     @classmethod
     def of(cls, results: list[AttemptResult]) -> Tally:
@@ -128,11 +147,16 @@ class Tally:
             timeouts=count(Outcome.TIMEOUT),
             errors=count(Outcome.ERROR),
             not_run=count(Outcome.NOT_RUN),
+            undelivered=count(Outcome.ACCEPTED_NOT_DELIVERED),
+            delivered=sum(1 for r in results if r.outcome is Outcome.RELAYED
+                          and r.delivery is not None and r.delivery.arrived is not None),
+            inapplicable=count(Outcome.NOT_APPLICABLE),
         )
 
     @property
     def judged(self) -> int:
-        """Attempts the server answered for (relayed, refused or tempfailed)."""
+        """Attempts the server answered for (relayed, refused, tempfailed, not delivered), or
+        that do not apply to it."""
         return self.attempts - self.timeouts - self.errors - self.not_run
 
 
