@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import socket
-import sys
 import time
 from collections.abc import Sequence
 
@@ -94,7 +93,7 @@ def build_parser() -> plugin.PluginArgumentParser:
                        "not answered in time is not judged (UNKNOWN)")
     probe.add_argument("--tests", metavar="ID,...", help="play only these attempts")
     probe.add_argument("--skip", metavar="ID,...", help="leave these attempts out")
-    probe.add_argument("--list-tests", action=_ListTests, help="print the catalogue and exit")
+    plugin.add_list_tests(probe, list_tests, "print the catalogue and exit")
     proof = parser.add_argument_group("delivery proof (--depth deliver: sends messages)")
     proof.add_argument("--deliver-to", metavar="ADDRESS",
                        help="your own address, outside the server's domains: the only "
@@ -122,19 +121,6 @@ def list_tests() -> str:
                      f"{attempt.mail_command(targets)} / {attempt.rcpt_command(targets)}"
                      f"  -- {attempt.description}{where}")
     return "\n".join(lines) + "\n"
-
-
-class _ListTests(argparse.Action):
-    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
-        super().__init__(option_strings, dest, nargs=0, help=kwargs.get("help"))  # type: ignore[arg-type]
-
-    def __call__(self, *args: object, **kwargs: object) -> None:
-        sys.stdout.write(list_tests())
-        sys.exit(0)
-
-
-def _ids(text: str | None) -> list[str] | None:
-    return [part.strip() for part in text.split(",") if part.strip()] if text else None
 
 
 class OpenRelay(nagiosplugin.Resource):
@@ -306,7 +292,7 @@ def build(args: argparse.Namespace, deadline: Deadline) -> nagiosplugin.Check:
     deliver = args.depth == Depth.DELIVER.value
     check_delivery_options(args, deliver)
     try:
-        attempts = select(_ids(args.tests), _ids(args.skip), deliver=deliver)
+        attempts = select(plugin.id_list(args.tests), plugin.id_list(args.skip), deliver=deliver)
         check_domain(args.external_domain, "--external-domain")
         check_local_part(args.external_user, "--external-user")
         if args.mail_domain:
