@@ -82,11 +82,15 @@ def run_probe(targets: list[Target], **options: object) -> tuple[lookup.DnsblRep
 
 def test_listing_reason_and_test_entries_in_one_round():
     report, queries = run_probe([Target.address("192.0.2.10"), Target.address("192.0.2.99")])
-    assert report.rounds == 1 and report.queries == 6 == len(queries)
-    assert {(q.qname, q.rdtype) for q in queries} == {
-        ("10.2.0.192.bl.lab.test.", "A"), ("10.2.0.192.bl.lab.test.", "TXT"),
-        ("99.2.0.192.bl.lab.test.", "A"), ("99.2.0.192.bl.lab.test.", "TXT"),
-        ("2.0.0.127.bl.lab.test.", "A"), ("1.0.0.127.bl.lab.test.", "A")}
+    assert report.rounds == 1
+    # the clean address's TXT question is dropped when its empty A answer comes back before it
+    # went out (on a loaded machine): it may or may not reach the server
+    asked = {(q.qname, q.rdtype) for q in queries}
+    needed = {("10.2.0.192.bl.lab.test.", "A"), ("10.2.0.192.bl.lab.test.", "TXT"),
+              ("99.2.0.192.bl.lab.test.", "A"),
+              ("2.0.0.127.bl.lab.test.", "A"), ("1.0.0.127.bl.lab.test.", "A")}
+    assert needed <= asked <= needed | {("99.2.0.192.bl.lab.test.", "TXT")}
+    assert len(queries) == len(asked)  # each question at most once
     listed, clean = report.results
     assert (listed.status, listed.txt, clean.status, clean.txt) == (
         LISTED, ["exploited host"], CLEAN, [])

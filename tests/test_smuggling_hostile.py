@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from mailprobe.net.dns import is_ip_address
 from tests.conftest import run_plugin
 from tests.hostile.expect import CRITICAL, UNKNOWN, WARNING, Expect, assert_run
 from tests.hostile.smtp_cases import SMTP_CASES, SMTPCase
@@ -24,6 +25,11 @@ ALL_OPEN = r"ends DATA at 5 of 9 non-standard sequences: <LF>\.<LF>, <LF>\.<CR><
 NOT_JUDGED = r"9 of 9 sequences could not be judged \("
 NO_RCPT_TEST = r"inconclusive: the RCPT test could not be completed \("
 ACCEPTS = r"accepts mail for unknown users at RCPT \(250 "
+OUT_OF_STEP = r"the server's replies got out of step with the commands"
+#: The catalogue's servers on an address. The cases that serve a host *name* (dual stack,
+#: dropped A/AAAA questions) are about how check_open_relay resolves -H; the other plugins
+#: resolve -H through net.dns, whose faults the DNS catalogue covers.
+CASES = [case for case in SMTP_CASES if is_ip_address(case.host)]
 
 #: case id -> (check_smtp_smuggling, check_backscatter)
 EXPECTED: dict[str, tuple[Expect, Expect]] = {
@@ -63,7 +69,8 @@ EXPECTED: dict[str, tuple[Expect, Expect]] = {
     "yes-to-everything": (Expect(UNKNOWN, NOT_JUDGED + r"DATA answered 250 OK, not 354"),
                           Expect(WARNING, r"accepts mail for unknown users at RCPT \(250 OK\)")),
     "354-to-rcpt": (Expect(UNKNOWN, NOT_JUDGED + r"RCPT TO answered 354 go ahead, not 2xx"),
-                    Expect(UNKNOWN, r"inconclusive: RCPT TO an unknown user answered 354")),
+                    Expect(UNKNOWN, NO_RCPT_TEST + OUT_OF_STEP + r" \(354 go ahead cannot "
+                                                         r"answer RCPT TO\)")),
     "binary-replies": (Expect(CRITICAL, ALL_OPEN, timeout=8), Expect(WARNING, ACCEPTS)),
     "ehlo-rejected": (Expect(CRITICAL, ALL_OPEN, timeout=8), Expect(WARNING, ACCEPTS)),
     "starttls-broken": (Expect(CRITICAL, ALL_OPEN, timeout=8), Expect(WARNING, ACCEPTS)),
@@ -99,15 +106,42 @@ EXPECTED: dict[str, tuple[Expect, Expect]] = {
                                             r"reply"),
                Expect(UNKNOWN, NO_RCPT_TEST + r"no complete reply")),
     "ipv6-only": (Expect(CRITICAL, ALL_OPEN, timeout=8), Expect(WARNING, ACCEPTS)),
+    # issue 12's relay cases: a series dropped or silenced at DATA, replies out of step, STARTTLS
+    # failures. Smuggling never judges a desynchronised session (DATA answered 250: UNKNOWN);
+    # check_backscatter checks its replies are in step (each fits its command, none left over,
+    # QUIT answered 221) and judges nothing otherwise
+    "data-drop": (Expect(CRITICAL, ALL_OPEN, timeout=8), Expect(WARNING, ACCEPTS)),
+    "data-silent": (Expect(CRITICAL, ALL_OPEN, timeout=8), Expect(WARNING, ACCEPTS)),
+    "close-after-rcpt": (Expect(CRITICAL, ALL_OPEN, timeout=8), Expect(WARNING, ACCEPTS)),
+    "extra-reply-to-mail": (Expect(UNKNOWN, NOT_JUDGED + r"DATA answered 250"),
+                            Expect(UNKNOWN, NO_RCPT_TEST + OUT_OF_STEP)),
+    "extra-reply-to-mail-open": (Expect(UNKNOWN, NOT_JUDGED + r"DATA answered 250"),
+                                 Expect(UNKNOWN, NO_RCPT_TEST + OUT_OF_STEP)),
+    "extra-reply-late": (Expect(UNKNOWN, NOT_JUDGED + r"DATA answered 250"),
+                         Expect(UNKNOWN, NO_RCPT_TEST + OUT_OF_STEP)),
+    "greeting-after-starttls": (Expect(CRITICAL, ALL_OPEN, timeout=8), Expect(WARNING, ACCEPTS)),
+    "greeting-after-handshake": (Expect(CRITICAL, ALL_OPEN, timeout=8),
+                                 Expect(WARNING, ACCEPTS)),
+    "double-banner": (Expect(UNKNOWN, NOT_JUDGED + r"DATA answered 250"),
+                      Expect(UNKNOWN, NO_RCPT_TEST + OUT_OF_STEP)),
+    "every-reply-twice": (Expect(UNKNOWN, NOT_JUDGED + r"DATA answered 250"),
+                          Expect(UNKNOWN, NO_RCPT_TEST + OUT_OF_STEP)),
+    "every-reply-twice-open": (Expect(UNKNOWN, NOT_JUDGED + r"DATA answered 250"),
+                               Expect(UNKNOWN, NO_RCPT_TEST + OUT_OF_STEP)),
+    "silent-rset": (Expect(CRITICAL, ALL_OPEN, timeout=8), Expect(WARNING, ACCEPTS)),
+    "tarpit-outside-rcpt": (Expect(CRITICAL, ALL_OPEN, timeout=8),
+                            Expect(UNKNOWN, NO_RCPT_TEST + r"no complete reply")),
+    "starttls-silent": (Expect(CRITICAL, ALL_OPEN, timeout=8), Expect(WARNING, ACCEPTS)),
+    "starttls-no-reply": (Expect(CRITICAL, ALL_OPEN, timeout=8), Expect(WARNING, ACCEPTS)),
 }
 
 
 def test_every_case_has_an_expectation() -> None:
-    assert set(EXPECTED) == {case.id for case in SMTP_CASES}
+    assert set(EXPECTED) == {case.id for case in CASES}
 
 
 def _cases() -> list[object]:
-    return [pytest.param(case, id=case.id) for case in SMTP_CASES]
+    return [pytest.param(case, id=case.id) for case in CASES]
 
 
 @pytest.mark.parametrize("case", _cases())

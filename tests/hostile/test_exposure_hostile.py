@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from mailprobe.net.dns import is_ip_address
 from tests.conftest import run_plugin
 from tests.hostile.expect import CRITICAL, OK, WARNING, Expect, assert_run
 from tests.hostile.smtp_cases import SMTP_CASES, SMTPCase
@@ -26,7 +27,12 @@ SANCTIONED_DOWN = Expect(WARNING, r"sanctioned mailer down or filtered: \S+ \(re
                          timeout=TIMEOUT)
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in SMTP_CASES])
+#: Cases on an address: those serving a host name (dual stack, dropped A/AAAA questions) are
+#: about how check_open_relay resolves -H, not about what a listener does.
+CASES = [c for c in SMTP_CASES if is_ip_address(c.host)]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
 def test_port_exposure(case: SMTPCase) -> None:
     with serving(case) as (host, port):
         listening = case.behaviour is not None

@@ -26,9 +26,12 @@ from mailprobe.net.smtp import (
     SMTPSession,
     SMTPTimeout,
     Transcript,
+    can_answer,
 )
 from mailprobe.probes.testmail import ProbeMessage, new_token
 
+#: Seconds to wait, after a QUIT answered with something other than 221, for a further reply.
+QUIT_GRACE = 1.0
 #: Seconds kept back from the deadline after the wait, to remove the bounce and report.
 REMOVE_RESERVE = 2.0
 
@@ -112,6 +115,8 @@ class BackscatterProbe:
             self._rcpt_test(session)
             if proof is not None:
                 self._send_proof(session, proof, mailbox)
+            elif report.unknown is not None:
+                self._check_in_step(session)
         except BudgetExhausted as exc:
             report.error = str(exc)
         finally:
@@ -139,15 +144,45 @@ class BackscatterProbe:
             if not ehlo.positive:
                 report.error = f"EHLO and HELO refused: {ehlo}"
                 return
-            replies = session.pipeline([f"MAIL FROM:<{options.sender}>",
-                                        f"RCPT TO:<{options.control}>",
-                                        f"RCPT TO:<{options.unknown}>"])
+            commands = [f"MAIL FROM:<{options.sender}>", f"RCPT TO:<{options.control}>",
+                        f"RCPT TO:<{options.unknown}>"]
+            if session.unread():
+                self._out_of_step("a reply came before MAIL FROM was sent")
+                return
+            replies = session.pipeline(commands)
         except SMTPError as exc:
             report.error = str(exc)
+            return
+        misfit = next((f"{r} cannot answer {c.split(':')[0]}"
+                       for c, r in zip(commands, replies, strict=True) if not can_answer(c, r)),
+                      None)
+        if misfit is not None or session.unread():
+            self._out_of_step(misfit or "more replies came than commands were sent")
             return
         report.mail, report.control, report.unknown = replies
         if not report.mail.positive:
             report.control = report.unknown = None  # never judged: no transaction
+
+    def _check_in_step(self, session: SMTPSession) -> None:
+        """QUIT and its 221 close the books: a reply too many that came late is read here
+        instead of the 221, and then nothing the connection showed is judged."""
+        try:
+            reply = session.command("QUIT", "waiting for the reply to QUIT")
+        except SMTPError:
+            return  # no reply to QUIT: nothing was seen out of step
+        if reply.code == 221:
+            return
+        # a server may answer QUIT with something else; only a reply after it shows that the
+        # one read was a reply too many (as the relay runner judges its connections)
+        time.sleep(max(0.0, min(QUIT_GRACE, self.deadline.remaining() - 0.1)))
+        if session.unread():
+            self._out_of_step(f"QUIT was answered {reply}, and more came after it")
+
+    def _out_of_step(self, why: str) -> None:
+        report = self.report
+        report.mail = report.control = report.unknown = None
+        report.error = (f"the server's replies got out of step with the commands ({why}): "
+                        "what it answered is not judged")
 
     def _send_proof(self, session: SMTPSession, proof: Proof, mailbox: Mailbox | None) -> None:
         options, report = self.options, self.report

@@ -71,7 +71,7 @@ def run(ctx: MailerContext) -> Section:
                                                                         domain.name))
 
 
-def judge(report: RelayReport, command_timeout: float) -> list[Finding]:
+def judge(report: RelayReport, command_timeout: float = 20.0) -> list[Finding]:
     """The relay verdict as findings (the rules of check_open_relay: any relayed attempt is
     CRITICAL, a 4xx is not a proper refusal, a refused control makes it inconclusive)."""
     tally = Tally.of(report.results)
@@ -86,8 +86,7 @@ def judge(report: RelayReport, command_timeout: float) -> list[Finding]:
         findings.append(Finding(WARNING, "tempfailed", f"{tally.tempfailed} of {tally.attempts} "
                                 "relay attempts answered 4xx (a temporary refusal is not a "
                                 "proper relay refusal)"))
-    findings.append(control_finding(report.control) if report.control is not None else
-                    Finding(UNKNOWN, "control", "inconclusive: the control was not played"))
+    findings.append(_control(report.control))
     incomplete = incomplete_finding(report.results, command_timeout)
     if incomplete is not None:
         findings.append(incomplete)
@@ -95,6 +94,16 @@ def judge(report: RelayReport, command_timeout: float) -> list[Finding]:
         findings.insert(0, Finding(OK, "closed", f"0 of {tally.attempts} relay attempts "
                                    "accepted"))
     return findings
+
+
+def _control(control: AttemptResult | None) -> Finding:
+    """check_open_relay's control finding, naming the command when it was accepted."""
+    if control is None:
+        return Finding(UNKNOWN, "control", "inconclusive: the control was not played")
+    finding = control_finding(control)
+    if finding.level == OK:
+        return Finding(OK, "control", f"control {control.rcpt_command} accepted")
+    return finding
 
 
 def evidence(report: RelayReport, transcript: Transcript, domain: str) -> dict[str, object]:

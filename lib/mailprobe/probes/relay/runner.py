@@ -324,7 +324,8 @@ class RelayRunner:
             Greeting.MAIL_DOMAIN: self.options.targets.dom,
         }[greeting]
         helo_only = greeting is Greeting.HELO
-        while session.unread().startswith(b"220") and b"\n" in session.unread():
+        # a 220 nobody asked for, whole or still arriving (a TLS record may bring part of it)
+        while session.unread()[:3] == b"220":
             self._skipped_greeting(session.read_reply("reading an unasked greeting"))
         self._nothing_unasked("before the greeting")
         reply = session.hello(name, helo_only=helo_only)
