@@ -70,14 +70,15 @@ def test_a_relay_ends_the_test_at_once() -> None:
     plan = decide.after_try("played", "", "relayed", latest, NO_CLOCK, T0, W)
     assert plan.finished and plan.end_reason == decide.RELAY_PROVEN
     verdict = decide.verdict(plan.end_reason, latest, plan.why, W)
-    assert verdict.line == "OPEN RELAY: 1 of 38 relay attempts were accepted (sender-null)"
+    assert verdict.line == (f"OPEN RELAY: 1 of {len(ALL_IDS)} relay attempts were accepted "
+                            "(sender-null)")
 
 
 def test_every_attempt_refused_is_closed() -> None:
     plan = decide.after_try("played", "", "relayed", every("refused"), NO_CLOCK, T0, W)
     assert plan.finished and plan.end_reason == decide.COMPLETE
     assert decide.verdict(plan.end_reason, every("refused"), "", W).line == \
-        "NOT AN OPEN RELAY: all 38 relay attempts were refused"
+        f"NOT AN OPEN RELAY: all {len(ALL_IDS)} relay attempts were refused"
 
 
 @pytest.mark.parametrize(("kind", "control", "finished", "reason"), [
@@ -103,7 +104,29 @@ def test_attempts_lost_mid_series_are_played_again() -> None:
     end = decide.after_try("played", "", "relayed", latest, decide.TestClock(T0, None),
                            T0 + 3 * 86400, W)
     assert decide.verdict(end.end_reason, latest, end.why, W).line.startswith(
-        "INCONCLUSIVE: only 36 of 38 attempts could be played")
+        f"INCONCLUSIVE: only {len(ALL_IDS) - 2} of {len(ALL_IDS)} attempts could be played")
+
+
+def test_a_tarpit_is_never_a_refusal() -> None:
+    """Attempts never answered (a tarpitting relay) are played again, and never end the test
+    as NOT AN OPEN RELAY (issue 12: a timeout was counted as a refusal)."""
+    latest = {**every("refused"), "plain": "timeout", "percent-hack-domain": "timeout"}
+    plan = decide.after_try("played", "", "relayed", latest, NO_CLOCK, T0, W)
+    assert not plan.finished
+    assert set(decide.to_play(latest)) == {"plain", "percent-hack-domain"}
+    end = decide.after_try("played", "", "relayed", latest, decide.TestClock(T0, None),
+                           T0 + 3 * 86400, W)
+    line = decide.verdict(end.end_reason, latest, end.why, W).line
+    assert line.startswith("INCONCLUSIVE: ") and "NOT AN OPEN RELAY" not in line
+
+
+def test_attempts_that_do_not_apply_are_not_called_refused() -> None:
+    latest = {**every("refused"), "xclient-loopback": "not applicable"}
+    plan = decide.after_try("played", "", "relayed", latest, NO_CLOCK, T0, W)
+    assert plan.finished
+    assert decide.verdict(plan.end_reason, latest, plan.why, W).line == (
+        f"NOT AN OPEN RELAY: all {len(ALL_IDS) - 1} relay attempts that apply were refused "
+        "(1 do not apply to this mailer: xclient-loopback)")
 
 
 # --- advice, host postmaster -----------------------------------------------------------------

@@ -16,6 +16,7 @@ from mailprobe.service.relayseries import (
     ALL_IDS,
     DEFERRED_BANNER,
     NO_DOMAIN,
+    NOT_APPLICABLE,
     NOT_JUDGED,
     PLAYED,
     REFUSED_BANNER,
@@ -157,7 +158,13 @@ def verdict(end_reason: str, latest: dict[str, str], why: str, windows: Windows)
         return Verdict(OPEN_RELAY, f"OPEN RELAY: {len(relayed)} of {total} relay attempts were "
                        f"accepted ({shown})")
     if end_reason == COMPLETE:
-        return Verdict(CLOSED, f"NOT AN OPEN RELAY: all {total} relay attempts were refused")
+        inapplicable = [i for i in ALL_IDS if latest.get(i) == NOT_APPLICABLE]
+        if not inapplicable:
+            return Verdict(CLOSED, f"NOT AN OPEN RELAY: all {total} relay attempts were refused")
+        return Verdict(CLOSED, f"NOT AN OPEN RELAY: all {total - len(inapplicable)} relay "
+                       f"attempts that apply were refused ({len(inapplicable)} do not apply to "
+                       f"this mailer: {', '.join(inapplicable[:4])}"
+                       f"{', ...' if len(inapplicable) > 4 else ''})")
     if end_reason == TEMPFAIL_TIMEOUT:
         return Verdict(TIMED_OUT, f"NO RELAYING SEEN (TIMED OUT): none of {total} relay "
                        f"attempts was accepted; {len(deferred)} were only ever deferred (4xx) "

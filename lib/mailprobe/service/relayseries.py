@@ -41,8 +41,10 @@ NO_DOMAIN = "no-domain"            # no mail domain for the control recipient (i
 # Attempt outcomes (the runner's Outcome values).
 RELAYED = "relayed"
 TEMPFAILED = "tempfailed"
-NOT_JUDGED = ("error", "not run")  # could not be played: retried like a lost connection
-REFUSED_LIKE = ("refused", "sender refused", "refused at DATA", "timeout")
+# could not be played, or never answered (a tarpit is not a refusal): retried like a lost
+# connection, and never counted as refused
+NOT_JUDGED = ("error", "not run", "timeout")
+NOT_APPLICABLE = "not applicable"  # the route does not exist there (XCLIENT not offered, ...)
 
 ALL_IDS: tuple[str, ...] = tuple(a.id for a in CATALOGUE)
 DESCRIPTIONS: dict[str, str] = {a.id: a.description for a in (CONTROL, *CATALOGUE)}
