@@ -5,6 +5,7 @@ Exim conflicts with Postfix as a Debian package, so ``./dev setup`` unpacks it i
 the foreground with its own spool, log and pid file in a temporary directory; it accepts every
 recipient (open relay by default) and discards every message with a ``:blackhole:`` router.
 It never asks DNS (``host_lookup =``, no dnslookup router). Exim needs root to start.
+:class:`HeaderTrustingExim` relays on the From:/Sender: header into the operator's Maildir.
 """
 
 from __future__ import annotations
@@ -116,22 +117,41 @@ class EximServer(LabServer):
             "acl_smtp_rcpt": "acl_check_rcpt",
             "smtp_accept_max": "50",
             "smtp_banner": "$smtp_active_hostname ESMTP Exim $version_number $tod_full",
+            **self._main_options(),
             **self.settings,
         }
         self.config_path.write_text(
             f"domainlist local_domains = {LAB_DOMAIN} : mx.{LAB_DOMAIN} : localhost\n"
             + "".join(f"{key} = {value}\n" for key, value in main.items())
-            + "\nbegin acl\n\nacl_check_rcpt:\n" + self.acl
-            + "\nbegin routers\n\n"
+            + "\nbegin acl\n\nacl_check_rcpt:\n" + self.acl + self._acls()
+            + "\nbegin routers\n\n" + self._routers()
             # known local users and every remote address go to :blackhole: (nothing is
             # delivered); unknown local users do not route, so "verify = recipient" fails
-            "local_users:\n  driver = redirect\n  domains = +local_domains\n"
+            + "local_users:\n  driver = redirect\n  domains = +local_domains\n"
             f"  local_parts = {' : '.join(LOCAL_USERS)}\n  data = :blackhole:\n"
             "remote:\n  driver = redirect\n  domains = ! +local_domains\n"
             "  data = :blackhole:\n"
-            "\nbegin transports\n\nbegin retry\n\n*  *  F,1m,1m\n"
+            "\nbegin transports\n\n" + self._transports()
+            + "\nbegin retry\n\n*  *  F,1m,1m\n"
         )
         self.config_path.chmod(0o644)
+
+    # Hooks for subclasses: the lab Exim itself adds nothing.
+    def _main_options(self) -> dict[str, str]:
+        """Main-section options added before ``settings``."""
+        return {}
+
+    def _acls(self) -> str:
+        """More ACLs after ``acl_check_rcpt`` (each ``name:`` and its body)."""
+        return ""
+
+    def _routers(self) -> str:
+        """Routers tried before the two :blackhole: ones."""
+        return ""
+
+    def _transports(self) -> str:
+        """The transports section."""
+        return ""
 
     def start(self) -> EximServer:
         """Write the configuration, start ``exim4 -bdf`` and wait for its banner."""
@@ -161,6 +181,75 @@ class EximServer(LabServer):
             self._final_log = self.mainlog()
         self.process.cleanup()
 
-
     def __repr__(self) -> str:
         return f"EximServer({self.name!r}, {self.host}:{self.port})"
+
+
+#: acl_smtp_data body of :class:`HeaderTrustingExim`: a message is accepted only when its
+#: From: or Sender: header names an address in the server's own domains (the seed-001 fault:
+#: relaying on the originator in the headers).
+HEADER_TRUST_DATA_ACL = (
+    "  accept  condition = ${if match_domain{${domain:$h_from:}}{+local_domains}}\n"
+    "  accept  condition = ${if match_domain{${domain:$h_sender:}}{+local_domains}}\n"
+    "  deny    message = relay not permitted\n"
+)
+
+
+class HeaderTrustingExim(EximServer):
+    """An Exim that relays on the header originator, and holds the operator's mailbox.
+
+    Its ``acl_smtp_rcpt`` accepts every recipient; its ``acl_smtp_data``
+    (:data:`HEADER_TRUST_DATA_ACL`) accepts a message only when ``From:`` or ``Sender:`` is in
+    relaylab.test (or another of its local domains) and denies every other one, so only a
+    forged header gets outside mail through. ``USER@operator.test`` (``operator_domain``) is an
+    outside domain to the ACLs but is routed by an ``accept`` router to an appendfile/maildir
+    transport writing ``mail_root/USER`` (Maildirs created empty at start, owned by
+    Debian-exim, whom Exim runs deliveries as under ``-C``). Everything else is discarded as in
+    every lab Exim: nothing leaves the machine.
+    """
+
+    def __init__(self, name: str, mail_root: Path, users: tuple[str, ...] = ("probe",), *,
+                 operator_domain: str = "operator.test", **kwargs: object) -> None:
+        super().__init__(name, acl="open", **kwargs)  # type: ignore[arg-type]
+        self.mail_root = Path(mail_root)
+        self.users = users
+        self.operator_domain = operator_domain
+
+    def maildir(self, user: str) -> Path:
+        return self.mail_root / user
+
+    def operator_address(self, user: str) -> str:
+        return f"{user}@{self.operator_domain}"
+
+    def _main_options(self) -> dict[str, str]:
+        return {"acl_smtp_data": "acl_check_data"}
+
+    def _acls(self) -> str:
+        return "\nacl_check_data:\n" + HEADER_TRUST_DATA_ACL
+
+    def _routers(self) -> str:
+        return ("operator_mailbox:\n  driver = accept\n"
+                f"  domains = {self.operator_domain}\n"
+                f"  local_parts = {' : '.join(self.users)}\n"
+                "  transport = operator_maildir\n")
+
+    def _transports(self) -> str:
+        return ("operator_maildir:\n  driver = appendfile\n"
+                f"  directory = {self.mail_root}/$local_part_data\n"
+                "  maildir_format\n  create_directory = false\n"
+                f"  user = {EXIM_USER}\n  group = {EXIM_USER}\n  mode = 0600\n")
+
+    def _write_config(self, exim: Path) -> None:
+        super()._write_config(exim)
+        user = pwd.getpwnam(EXIM_USER)
+        self.mail_root.mkdir(parents=True, exist_ok=True)
+        self.mail_root.chmod(0o755)
+        for name in self.users:
+            for sub in ("", "cur", "new", "tmp"):
+                path = self.maildir(name) / sub
+                path.mkdir(parents=True, exist_ok=True)
+                os.chown(path, user.pw_uid, user.pw_gid)
+                path.chmod(0o700)
+
+    def __repr__(self) -> str:
+        return f"HeaderTrustingExim({self.name!r}, {self.host}:{self.port})"

@@ -6,7 +6,8 @@ so to smtpd it is an outside domain: a closed instance refuses it to 127.0.0.2, 
 relay (``mynetworks = 0.0.0.0/0``, an open XCLIENT) makes a message arrive there
 (:class:`lab.postfix_mailbox.RelayingMailboxPostfix`). The honeypot is the lab's open Postfix,
 which accepts every recipient and discards every message. Dovecot serves the same Maildirs
-over IMAP.
+over IMAP. The header-originator proof runs against a real Exim whose DATA ACL trusts the
+From:/Sender: header (:class:`lab.exim.HeaderTrustingExim`), which Postfix cannot be made to do.
 """
 
 from __future__ import annotations
@@ -16,14 +17,17 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from lab.dovecot import DovecotServer
+from lab.exim import HeaderTrustingExim, find_exim
 from lab.postfix import PostfixServer
 from lab.postfix_mailbox import OPERATOR_DOMAIN, RelayingMailboxPostfix, make_maildir
+from lab.process import LabError
 from tests.conftest import PluginRun, run_plugin
 from tests.fixtures.mailbox import MAILBOX_USERS, PASSWORDS
 from tests.fixtures.postfix import LAB_DOMAIN, OUTSIDE
@@ -77,7 +81,38 @@ def xclient(own_root: Path) -> Iterator[RelayingMailboxPostfix]:
                          {"smtpd_authorized_xclient_hosts": "0.0.0.0/0"})
 
 
-def deliver(server: PostfixServer, mailbox: str, *args: str, wait: str = "10") -> PluginRun:
+@pytest.fixture(scope="module")
+def header_trusting_exim(own_root: Path) -> Iterator[HeaderTrustingExim]:
+    """A real Exim accepting every recipient at RCPT and, at DATA, only messages whose From: or
+    Sender: is in relaylab.test; operator.test goes to the Maildir own_root/exim/probe."""
+    try:
+        find_exim()
+    except LabError as exc:
+        pytest.skip(str(exc))
+    if os.geteuid() != 0:
+        pytest.skip("the lab Exim needs root to start (exim4 -bd)")
+    server = HeaderTrustingExim("deliver-header-trust", own_root / "exim", ("probe",),
+                                operator_domain=OPERATOR_DOMAIN)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+def exim_mainlog_after(exim: HeaderTrustingExim, completed: int) -> str:
+    """Exim's mainlog once ``completed`` messages are logged as Completed (the delivery
+    process logs after the Maildir file appears; waits at most 10 s)."""
+    path = exim.workdir / "log" / "mainlog"
+    deadline = time.monotonic() + 10
+    while True:
+        log = path.read_text()
+        if log.count(" Completed\n") >= completed or time.monotonic() > deadline:
+            return log
+        time.sleep(0.05)
+
+
+def deliver(server: PostfixServer | HeaderTrustingExim, mailbox: str, *args: str,
+            wait: str = "10") -> PluginRun:
     run = run_plugin("check_open_relay", "-H", server.host, "-p", str(server.port),
                      "--source-address", OUTSIDE, "--mail-domain", LAB_DOMAIN,
                      "--depth", "deliver", "--deliver-to", OPERATOR, "--mailbox", mailbox,
@@ -170,6 +205,44 @@ def test_the_token_round_trip_over_imap(relaying: RelayingMailboxPostfix, doveco
     assert PASSWORDS["probe"] not in " ".join(run.argv)
     assert not [m for m in messages_in(relaying.maildir("probe"))
                 if b"X-Mailprobe-Test: relay" in m]           # expunged over IMAP
+
+
+def test_an_exim_relaying_on_the_header_originator_delivers_exactly_the_header_attempts(
+        header_trusting_exim: HeaderTrustingExim) -> None:
+    exim = header_trusting_exim
+    maildir = exim.maildir("probe")
+    run = deliver(exim, maildir_url(maildir), "--skip", "helo-ptr-name")
+    assert run.returncode == 2, run.stdout
+    assert re.fullmatch(rf"{NAME} CRITICAL - 2 of \d+ relay attempts delivered to {OPERATOR} "
+                        r"\(header-from-own-domain, header-sender-own-domain; delivered: token "
+                        r"seen in the mailbox after \d+\.\d s\)", run.summary), run.summary
+    assert run.perf_value("delivered") == 2
+    assert run.perf_value("relayed") == 2
+    assert run.perf_value("undelivered") == 0
+    assert outcome_of(run, "header-from-own-domain") == "RELAYED"
+    assert outcome_of(run, "header-sender-own-domain") == "RELAYED"
+    outcomes = [re.match(r"\[([A-Z -]+)\] ", line) for line in run.long_output]
+    states = [match.group(1) for match in outcomes if match]
+    assert states.count("RELAYED") == 2, run.stdout
+    assert not {"ACCEPTED-NOT-DELIVERED", "ERROR", "TIMEOUT", "TEMPFAILED"} & set(states)
+    # every other attempt Exim took at RCPT it refused at the end of the message
+    for attempt in ("plain", "sender-own-domain", "sender-localhost", "percent-hack-domain",
+                    "quoted-local-part-domain", "source-route-domain", "bang-path-domain",
+                    "upper-case", "helo-server-name", "helo-mail-domain"):
+        assert outcome_of(run, attempt) == "REFUSED AT DATA", run.stdout
+    assert re.search(r"\[REFUSED AT DATA\] plain: MAIL FROM:<probe@operator\.test> / "
+                     r"RCPT TO:<probe@operator\.test> -> 550 relay not permitted", run.stdout)
+    assert any(line.startswith("mailbox: 2 test message(s) taken, 2 arrived") and
+               line.endswith("2 removed") for line in run.long_output), run.stdout
+    assert messages_in(maildir) == []                   # the probe's messages removed
+    log = exim_mainlog_after(exim, completed=2)
+    refused = re.findall(r" rejected after DATA: relay not permitted$", log, re.MULTILINE)
+    assert len(refused) == states.count("REFUSED AT DATA"), log
+    received = re.findall(r" <= (\S+) H=", log)
+    assert received == [OPERATOR, OPERATOR], received  # the two header messages, no bounce
+    deliveries = re.findall(r" (=>|->|\*\*|==) (.*)$", log, re.MULTILINE)
+    into_maildir = ("=>", f"probe <{OPERATOR}> R=operator_mailbox T=operator_maildir")
+    assert deliveries == [into_maildir] * 2, deliveries  # nothing went anywhere else
 
 
 def test_a_honeypot_that_accepts_and_drops_is_a_warning(postfix_open: PostfixServer,
