@@ -38,6 +38,9 @@ REVERSE_ZONE = "0.0.127.in-addr.arpa"
 DNS_ADDRESS = "127.0.0.1"  # Knot
 MAILER_ADDRESS = "127.0.0.25"  # the misconfigured MTA (127.0.0.1 must never be DNSBL-listed)
 OUTSIDE_ADDRESS = "127.0.0.2"  # the probes' vantage point: not trusted by the mailer
+SITE_NETWORK = "127.0.0.24/30"  # the "site" check_port_exposure scans: .25 and .26
+SANCTIONED_ADDRESS = "127.0.0.26"  # the site's sanctioned mailer, down: the sloppy MTA on .25
+#                                    is the unsanctioned listener
 MAILER_NAME = f"mx.{DOMAIN}"  # what the banner claims
 PTR_NAME = f"smtp.{DOMAIN}"  # what reverse DNS says: not the banner's name, not confirmed
 
@@ -119,6 +122,16 @@ def plugin_runs(smtp_port: int, nameserver: str, verbose: int = 0) -> list[Plugi
                    "--source-address", OUTSIDE_ADDRESS, "-t", "10", *more]),
         PluginRun("check_spf_mx", "Are the domain's MX and SPF records sound?",
                   ["--mail-domain", DOMAIN, "-H", MAILER_ADDRESS, "--nameserver", nameserver,
+                   "-t", "10", *more]),
+        PluginRun("check_backscatter", "Does it accept mail for unknown users (backscatter)?",
+                  ["-H", MAILER_ADDRESS, "-p", str(smtp_port), "--source-address",
+                   OUTSIDE_ADDRESS, "--mail-domain", DOMAIN, "-t", "10", *more]),
+        PluginRun("check_smtp_smuggling", "Does it end a message at a bare LF (SMTP smuggling)?",
+                  ["-H", MAILER_ADDRESS, "-p", str(smtp_port), "--source-address",
+                   OUTSIDE_ADDRESS, "--mail-domain", DOMAIN, "--wait", "0.5", "-t", "15",
+                   *more]),
+        PluginRun("check_port_exposure", "Who answers SMTP on the site's network?",
+                  ["-N", SITE_NETWORK, "--ports", str(smtp_port), "--allow", SANCTIONED_ADDRESS,
                    "-t", "10", *more]),
     ]
 

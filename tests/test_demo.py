@@ -21,6 +21,9 @@ EXPECTED = {
     "check_dnsbl": ("DNSBL", {"WARNING", "CRITICAL"}, "bl.lab.mailprobe.test"),
     "check_banner_rdns": ("BANNER_RDNS", {"WARNING", "CRITICAL"}, "smtp.lab.mailprobe.test"),
     "check_spf_mx": ("SPF_MX", {"WARNING", "CRITICAL"}, "+all"),
+    "check_backscatter": ("BACKSCATTER", {"WARNING"}, "accepts mail for unknown users"),
+    "check_smtp_smuggling": ("SMTP_SMUGGLING", {"CRITICAL"}, "<LF>.<LF>"),
+    "check_port_exposure": ("PORT_EXPOSURE", {"CRITICAL"}, "127.0.0.25"),
 }
 
 
@@ -49,7 +52,7 @@ def sections(stdout: str) -> dict[str, list[str]]:
 def test_demo_exits_0(demo_run):
     assert demo_run.returncode == 0, demo_run.stdout + demo_run.stderr
     assert "Traceback" not in demo_run.stdout + demo_run.stderr
-    assert "demo: 4 plugin(s) ran; lab stopped" in demo_run.stdout
+    assert f"demo: {len(EXPECTED)} plugin(s) ran; lab stopped" in demo_run.stdout
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

@@ -109,7 +109,9 @@ def test_relay_check_of_an_open_postfix_is_critical(installed: InstalledTree,
                         "-p", str(postfix_open.port), "--source-address", OUTSIDE,
                         "--mail-domain", "relaylab.test", "-t", "60")
     assert run.returncode == 2, run.stdout + run.stderr
-    assert run.perf_value("relayed") == run.perf_value("attempts") > 30
+    # every attempt that applies relays (XCLIENT, XFORWARD, AUTH: not offered by this Postfix)
+    not_applicable = run.stdout.count("\n[NOT APPLICABLE] ")
+    assert run.perf_value("relayed") == run.perf_value("attempts") - not_applicable > 30
 
 
 @pytest.fixture(scope="module")
