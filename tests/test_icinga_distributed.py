@@ -17,10 +17,12 @@ import pytest
 
 from lab.icinga import icinga2_available
 from lab.icinga_cluster import ClusterNode, make_pki
+from lab.knot import KnotServer
 from lab.process import LabError, free_port
 from tests.conftest import ROOT
 from tests.fixtures.installed import RUN_AS, InstalledTree
 from tests.fixtures.postfix import OUTSIDE
+from tests.test_icinga import LAB_ZONES
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not icinga2_available(), reason="icinga2 is not installed")]
@@ -50,7 +52,7 @@ object Host "{name}" {{
   vars.mail_port = {port}
   vars.mail_source_address = "{OUTSIDE}"
   vars.mailprobe_outside_endpoint = OutsideEndpoint
-  vars.mail_nameserver = "{nameserver}"   // loopback: the DNS checks of the master ask nobody
+  vars.mail_nameserver = "{nameserver}"   // the lab's Knot: no check asks outside loopback
 }}
 """
 
@@ -90,7 +92,8 @@ def cluster(installed: InstalledTree, postfix_open, postfix_closed,
     certificates = make_pki(pki_dir, [MASTER, SATELLITE], RUN_AS)
     master_port, satellite_port = free_port("127.0.0.1"), free_port("127.0.0.1")
     consts = constants(satellite_port)
-    nameserver = f"127.0.0.1:{free_port('127.0.0.1')}"  # nothing listens: DNS fails at once
+    dns = KnotServer(LAB_ZONES).start()  # the lab's zones (PTR of 127.0.0.1 for the HELO
+    nameserver = dns.nameserver          # attempts): no DNS question leaves loopback
     satellite = ClusterNode(
         SATELLITE, "outside", satellite_port, certificates[SATELLITE],
         [DISTRIBUTED / "zones.conf", DISTRIBUTED / "outside" / "api.conf"], consts,
@@ -113,6 +116,7 @@ def cluster(installed: InstalledTree, postfix_open, postfix_closed,
     finally:
         master.cleanup()
         satellite.cleanup()
+        dns.stop()
 
 
 def service(cluster: Cluster, host: str, name: str) -> dict:
