@@ -62,18 +62,11 @@ def build_parser() -> plugin.PluginArgumentParser:
     plugin.add_hostname(target, "mail server name or address")
     plugin.add_mail_domain(target, "the server's own mail domain: the random user's domain "
                            "(default: guessed from the banner)")
-    target.add_argument("--local-recipient", metavar="ADDRESS",
-                        help="control recipient that must be accepted (default "
-                             "postmaster@DOMAIN)")
+    plugin.add_local_recipient(target)
     probe = parser.add_argument_group("probe")
-    probe.add_argument("--external-domain", default="example.net", metavar="DOMAIN",
-                       help="outside sender domain of the RCPT test (default example.net, "
-                            "RFC 2606)")
-    probe.add_argument("--external-user", default="relaytest", metavar="LOCALPART",
-                       help="outside sender local part of the RCPT test (default relaytest)")
+    plugin.add_outside_address(probe, "sender (of the RCPT test)")
     plugin.add_helo(probe, "our EHLO name (default: this host's name)")
-    probe.add_argument("--command-timeout", type=plugin.positive_seconds, default=20.0,
-                       metavar="SECONDS", help="wait per SMTP command (default 20)")
+    plugin.add_command_timeout(probe)
     probe.add_argument("--accept-state", choices=list(LEVELS), default="warning",
                        help="state when an unknown user is accepted at RCPT (default warning)")
     proof = parser.add_argument_group("bounce proof (opt-in: sends one message)")

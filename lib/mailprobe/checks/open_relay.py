@@ -73,13 +73,9 @@ def build_parser() -> plugin.PluginArgumentParser:
     plugin.add_hostname(target, "mail server name or address (a name: every address is probed)")
     plugin.add_mail_domain(target, "the server's own mail domain (default: guessed from the "
                            "banner)")
-    target.add_argument("--local-recipient", metavar="ADDRESS",
-                        help="control recipient that must be accepted (default postmaster@DOMAIN)")
+    plugin.add_local_recipient(target)
     probe = parser.add_argument_group("probe")
-    probe.add_argument("--external-domain", default="example.net", metavar="DOMAIN",
-                       help="outside recipient domain (default example.net, RFC 2606)")
-    probe.add_argument("--external-user", default="relaytest", metavar="LOCALPART",
-                       help="outside recipient local part (default relaytest)")
+    plugin.add_outside_address(probe, "recipient")
     plugin.add_helo(probe, "our EHLO name (default: this host's name)")
     probe.add_argument("--starttls", choices=[m.value for m in StartTLS], default="try",
                        help="use STARTTLS when offered (try, default), never, or require it")
@@ -88,9 +84,8 @@ def build_parser() -> plugin.PluginArgumentParser:
                             "outside RCPT and drop the connection at 354 (nothing is "
                             "delivered); deliver: send one labelled message to --deliver-to "
                             "and watch --mailbox for it")
-    probe.add_argument("--command-timeout", type=plugin.positive_seconds, default=20.0,
-                       metavar="SECONDS", help="wait per SMTP command (default 20); an attempt "
-                       "not answered in time is not judged (UNKNOWN)")
+    plugin.add_command_timeout(probe, more="; an attempt not answered in time is not "
+                               "judged (UNKNOWN)")
     probe.add_argument("--tests", metavar="ID,...", help="play only these attempts")
     probe.add_argument("--skip", metavar="ID,...", help="leave these attempts out")
     plugin.add_list_tests(probe, list_tests, "print the catalogue and exit")

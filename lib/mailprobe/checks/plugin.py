@@ -131,6 +131,30 @@ def add_helo(group: argparse._ArgumentGroup, help: str) -> None:
     group.add_argument("--helo", "--ehlo", dest="helo", metavar="NAME", help=help)
 
 
+def add_command_timeout(group: argparse._ArgumentGroup, *, default: float = 20.0,
+                        more: str = "") -> None:
+    """``--command-timeout``: the wait for each SMTP reply, inside ``-t``."""
+    group.add_argument("--command-timeout", type=positive_seconds, default=default,
+                       metavar="SECONDS",
+                       help=f"wait per SMTP command (default {default:g}){more}")
+
+
+def add_local_recipient(group: argparse._ArgumentGroup) -> None:
+    """``--local-recipient``: the control, a local address the server must accept."""
+    group.add_argument("--local-recipient", metavar="ADDRESS",
+                       help="control recipient that must be accepted (default "
+                            "postmaster@DOMAIN)")
+
+
+def add_outside_address(group: argparse._ArgumentGroup, role: str) -> None:
+    """``--external-domain``/``--external-user``: the outside address the probe uses as
+    ``role`` (recipient of the relay attempts, sender of the RCPT test)."""
+    group.add_argument("--external-domain", default="example.net", metavar="DOMAIN",
+                       help=f"outside {role} domain (default example.net, RFC 2606)")
+    group.add_argument("--external-user", default="relaytest", metavar="LOCALPART",
+                       help=f"outside {role} local part (default relaytest)")
+
+
 def add_list_tests(group: argparse._ArgumentGroup, catalogue: Callable[[], str],
                    help: str) -> None:
     """``--list-tests``: print ``catalogue()`` (the plugin's tests as data) and exit 0."""

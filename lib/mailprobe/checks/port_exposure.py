@@ -159,9 +159,8 @@ def build_parser() -> plugin.PluginArgumentParser:
     how.add_argument("--max-in-flight", type=positive_count, default=DEFAULT_IN_FLIGHT,
                      metavar="N", help=f"connects pending at once (default {DEFAULT_IN_FLIGHT}; "
                      "limited by the open-files limit)")
-    how.add_argument("--command-timeout", type=plugin.positive_seconds, default=10.0,
-                     metavar="SECONDS", help="wait per SMTP reply or SMB reply of a listener "
-                     "(default 10)")
+    plugin.add_command_timeout(how, default=10.0, more=" for each reply of a listener, SMTP "
+                               "or SMB")
     how.add_argument("--source-address", metavar="ADDRESS",
                      help="local address to speak from (the probe's vantage point)")
     plugin.add_helo(how, "our EHLO name (default: this host's name)")

@@ -67,8 +67,7 @@ def build_parser() -> plugin.PluginArgumentParser:
     plugin.add_helo(probe, "our EHLO name (default: this host's name)")
     probe.add_argument("--wait", type=plugin.positive_seconds, default=2.0, metavar="SECONDS",
                        help="how long a reply right after a sequence may take (default 2)")
-    probe.add_argument("--command-timeout", type=plugin.positive_seconds, default=20.0,
-                       metavar="SECONDS", help="wait per SMTP command (default 20)")
+    plugin.add_command_timeout(probe)
     probe.add_argument("--tests", metavar="ID,...", help="play only these tests")
     probe.add_argument("--skip", metavar="ID,...", help="leave these tests out")
     plugin.add_list_tests(probe, list_tests, "print the tests and exit")
