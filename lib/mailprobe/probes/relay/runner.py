@@ -324,10 +324,7 @@ class RelayRunner:
             Greeting.MAIL_DOMAIN: self.options.targets.dom,
         }[greeting]
         helo_only = greeting is Greeting.HELO
-        # a 220 nobody asked for, whole or still arriving (a TLS record may bring part of it)
-        while session.unread()[:3] == b"220":
-            self._skipped_greeting(session.read_reply("reading an unasked greeting"))
-        self._nothing_unasked("before the greeting")
+        self._nothing_unasked("before the greeting", greeting_allowed=True)
         reply = session.hello(name, helo_only=helo_only)
         for _ in range(MAX_SKIPPED_GREETINGS):
             if reply.code != 220:
@@ -761,9 +758,10 @@ class RelayRunner:
             session.step_timeout = saved
         raise OutOfStep(f"QUIT answered {reply}, then {more}: a reply too many came earlier")
 
-    def _nothing_unasked(self, stage: str) -> None:
+    def _nothing_unasked(self, stage: str, greeting_allowed: bool = False) -> None:
         """Before a command goes out: the server must not have said anything unasked.
 
+        With ``greeting_allowed`` (before EHLO/HELO), an unasked 220 is skipped with a note.
         Played command by command (after a symptom), unasked replies that mean the same as
         the reply taken for the last command (both accepted, or both refused) are set aside:
         whichever of them answered, the judgement is the same. Otherwise OutOfStep.
@@ -772,6 +770,11 @@ class RelayRunner:
         assert session is not None
         while session.unread():
             pending = session.unread()
+            if greeting_allowed and pending[:3] == b"220":
+                # a 220 nobody asked for (a second banner, one after STARTTLS), whole or still
+                # arriving: it cannot answer the EHLO/HELO about to go out; skip it
+                self._skipped_greeting(session.read_reply("reading an unasked greeting"))
+                continue
             if not self.isolated or b"\n" not in pending:
                 first = printable(pending.split(b"\n", 1)[0].rstrip(b"\r"), 80)
                 raise OutOfStep(f"the server sent {first!r} {stage}, unasked")
