@@ -32,7 +32,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import tomllib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mailprobe import __version__
+from mailprobe.tomlfile import read_toml
 
 if TYPE_CHECKING:
     from mailprobe.cronengine import EngineJob
@@ -187,14 +187,7 @@ def parse_config(data: dict[str, object], default_from: str | None = None) -> Se
 
 
 def load_config(path: Path) -> Settings:
-    try:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
-    return parse_config(data)
+    return parse_config(read_toml(path, ConfigError))
 
 
 # --- running the checks ---------------------------------------------------------------------------

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailprobe.service.schedule import Schedule, ScheduleError
+from mailprobe.tomlfile import read_toml
 
 
 class ConfigError(Exception):
@@ -317,11 +317,4 @@ def _count(table: dict[str, object], key: str, default: int) -> int:
 
 
 def load_config(path: Path) -> Settings:
-    try:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
-    return parse_config(data)
+    return parse_config(read_toml(path, ConfigError))
